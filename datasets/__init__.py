@@ -1,0 +1,1 @@
+"""Training data: label polygons, training chips, transforms and the synthetic scene generator."""

@@ -1,0 +1,1 @@
+"""Inference path: raster I/O, tiling, prediction, stitching, vectorising and exports."""

@@ -1,0 +1,155 @@
+"""Networks, registry and checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from detect.errors import InputError
+from models import build_model, list_models
+from models.checkpoint import (
+    ModelSpec,
+    data_hash,
+    load_checkpoint,
+    load_training_state,
+    normalise,
+    poppy_probability,
+    save_checkpoint,
+)
+
+# Small widths keep the forward/backward checks fast on a 2-core CI machine.
+SMALL_ARGS = {
+    "fastunet": {"base_channels": 8, "depth": 3},
+    "unet_resnet18": {"decoder_channels": (32, 16, 16, 8, 8)},
+    "unet_resnet34": {"decoder_channels": (32, 16, 16, 8, 8)},
+}
+
+
+def test_registry_lists_every_network() -> None:
+    assert set(list_models()) == {"fastunet", "unet_resnet18", "unet_resnet34"}
+
+
+def test_unknown_name_lists_valid_choices() -> None:
+    with pytest.raises(InputError, match=r"unknown model 'segformer'; choose one of: fastunet, unet_resnet18"):
+        build_model("segformer")
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_ARGS))
+@pytest.mark.parametrize(("height", "width"), [(64, 64), (37, 53)])
+def test_forward_backward_any_size(name: str, height: int, width: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, in_channels=3, num_classes=2, **SMALL_ARGS[name])
+    x = torch.rand(2, 3, height, width, requires_grad=True)
+    y = model(x)
+    assert y.shape == (2, 2, height, width)
+    y.mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_extra_input_bands() -> None:
+    model = build_model("unet_resnet18", in_channels=4, num_classes=1, **SMALL_ARGS["unet_resnet18"]).eval()
+    with torch.inference_mode():
+        assert model(torch.rand(1, 4, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_missing_encoder_weights_file(tmp_path) -> None:
+    with pytest.raises(InputError, match=r"encoder weights .*nope.pth: no such file"):
+        build_model("unet_resnet18", encoder_weights=str(tmp_path / "nope.pth"))
+
+
+def test_local_encoder_weights_are_loaded(tmp_path) -> None:
+    import torchvision
+
+    resnet = torchvision.models.resnet18(weights=None)
+    torch.nn.init.constant_(resnet.conv1.weight, 0.125)
+    path = tmp_path / "r18.pth"
+    torch.save(resnet.state_dict(), path)
+    model = build_model("unet_resnet18", encoder_weights=str(path), **SMALL_ARGS["unet_resnet18"])
+    assert torch.all(model.net.stem[0].weight == 0.125)
+
+
+def _spec(**kw) -> ModelSpec:
+    base = dict(arch="fastunet", arch_args=SMALL_ARGS["fastunet"], gsd_m=0.025, threshold=0.4, name="t")
+    base.update(kw)
+    return ModelSpec(**base)
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    torch.manual_seed(1)
+    spec = _spec(train_args={"epochs": 3, "out": tmp_path}, metrics={"plot_f1": 0.9}, data_hash="abc")
+    model = build_model(spec.arch, num_classes=spec.num_outputs, **spec.arch_args).eval()
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, spec, extra={"epoch": 3, "rng": torch.get_rng_state()})
+    loaded, spec2 = load_checkpoint(path)
+    assert not loaded.training
+    assert spec2.gsd_m == 0.025 and spec2.threshold == 0.4 and spec2.classes == ("background", "poppy")
+    assert spec2.train_args == {"epochs": 3, "out": str(tmp_path)}
+    assert spec2.metrics == {"plot_f1": 0.9} and spec2.data_hash == "abc"
+    assert len(spec2.sha256) == 64
+    x = torch.rand(1, 3, 40, 40)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), loaded(x))
+    assert load_training_state(path)["epoch"] == 3
+    assert not list(tmp_path.glob("*.tmp")), "the temporary file must be renamed away"
+
+
+def test_checkpoint_refuses_code(tmp_path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"poppy_survey_checkpoint": True, "x": Evil()}, f, protocol=2)
+    with pytest.raises(InputError, match="not a poppy-survey checkpoint or it is damaged"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_mismatch_is_explained(tmp_path) -> None:
+    spec = _spec()
+    model = build_model("fastunet", base_channels=8, depth=3)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, spec)
+    payload = torch.load(path, weights_only=True)
+    payload["arch_args"] = {"base_channels": 16, "depth": 3}
+    torch.save(payload, path)
+    with pytest.raises(InputError, match=r"weights do not fit architecture 'fastunet'"):
+        load_checkpoint(path)
+    payload["arch"] = "mystery"
+    torch.save(payload, path)
+    with pytest.raises(InputError, match=r"architecture 'mystery' is unknown.*known: fastunet"):
+        load_checkpoint(path)
+    payload["format_version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(InputError, match="format 99 is newer"):
+        load_checkpoint(path)
+
+
+def test_missing_checkpoint(tmp_path) -> None:
+    with pytest.raises(InputError, match=r"weights .*none.pt: no such file"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+def test_normalise_and_probability() -> None:
+    spec = _spec(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    x = torch.full((1, 3, 2, 2), 0.75)
+    assert torch.allclose(normalise(x, spec), torch.ones_like(x))
+    logits = torch.zeros(1, 1, 2, 2)
+    assert torch.allclose(poppy_probability(logits, spec), torch.full((1, 2, 2), 0.5))
+    multi = _spec(classes=("background", "road", "poppy"))
+    logits3 = torch.tensor([0.0, 0.0, 10.0]).view(1, 3, 1, 1)
+    assert float(poppy_probability(logits3, multi)) > 0.99
+
+
+def test_data_hash_changes_with_content(tmp_path) -> None:
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    a.write_bytes(b"1" * 10)
+    b.write_bytes(b"2" * 10)
+    h1 = data_hash([a, b])
+    assert h1 == data_hash([b, a])
+    b.write_bytes(b"3" * 10)
+    assert data_hash([a, b]) != h1
