@@ -1,8 +1,10 @@
-"""A small U-Net of depthwise-separable blocks for CPU-only stations.
+"""A small U-Net of plain 3x3 convolutions for CPU-only stations (the default model's network).
 
-Four scales (strides 1, 2, 4, 8, 16) keep the receptive field large enough to read a plot's canopy texture
-while the full-resolution stage keeps single flowers (2-5 px). Depthwise-separable convolutions (MobileNet
-style) cut the multiply-adds by about eight times against plain 3x3 convolutions of the same width.
+Five scales (strides 1, 2, 4, 8, 16) give a receptive field large enough to read a plot's canopy texture, and
+the full-resolution stage keeps single flowers (2-5 px at 2-5 cm/px). The network is narrow (16 channels at full
+resolution) rather than depthwise-separable: PyTorch's CPU kernels run depthwise convolutions, and above all their
+backward pass, far below their FLOP count suggests. Measured here (2 cores, batch 8 x 256 x 256, one AdamW
+step): 3.7-4.6 s for a depthwise-separable U-Net of 0.14 M parameters against 1.2 s for this one (0.7 M).
 """
 
 from __future__ import annotations
@@ -17,17 +19,8 @@ from models.registry import register_model
 
 __all__ = ["FastUNet", "fastunet"]
 
-
-class _SepBlock(nn.Sequential):
-    """Two depthwise-separable 3x3 convolutions (depthwise, then pointwise, each with BN and ReLU)."""
-
-    def __init__(self, in_ch: int, out_ch: int) -> None:
-        super().__init__(
-            ConvBNAct(in_ch, in_ch, 3, groups=in_ch),
-            ConvBNAct(in_ch, out_ch, 1),
-            ConvBNAct(out_ch, out_ch, 3, groups=out_ch),
-            ConvBNAct(out_ch, out_ch, 1),
-        )
+# Width of each stage relative to the full-resolution one; grows more slowly than doubling to keep it small.
+_WIDTH_STEPS = (1, 2, 3, 6, 8, 12, 16)
 
 
 class FastUNet(nn.Module):
@@ -36,24 +29,21 @@ class FastUNet(nn.Module):
     Args:
         in_channels: Input bands.
         num_classes: Output logits per pixel.
-        base_channels: Width of the full-resolution stage; each deeper stage doubles it.
-        depth: Number of downsampling stages (each halves the resolution).
+        base_channels: Width of the full-resolution stage; deeper stages are 2, 3, 6, 8... times wider.
+        depth: Number of downsampling stages (each halves the resolution), 1 to 6.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, base_channels: int = 16, depth: int = 4):
         super().__init__()
-        if depth < 1 or base_channels < 4:
-            raise InputError(f"fastunet needs depth >= 1 and base_channels >= 4 (got {depth}, {base_channels})")
-        widths = [base_channels * 2**i for i in range(depth + 1)]
-        self.inc = nn.Sequential(ConvBNAct(in_channels, widths[0]), _SepBlock(widths[0], widths[0]))
+        if not 1 <= depth <= len(_WIDTH_STEPS) - 1 or base_channels < 4:
+            raise InputError(f"fastunet needs 1 <= depth <= 6 and base_channels >= 4 (got {depth}, {base_channels})")
+        w = [base_channels * s for s in _WIDTH_STEPS[: depth + 1]]
+        self.inc = nn.Sequential(ConvBNAct(in_channels, w[0]), ConvBNAct(w[0], w[0]))
         self.down = nn.ModuleList(
-            nn.Sequential(
-                ConvBNAct(widths[i], widths[i], 3, stride=2, groups=widths[i]), _SepBlock(widths[i], widths[i + 1])
-            )
-            for i in range(depth)
+            nn.Sequential(ConvBNAct(w[i], w[i + 1], 3, stride=2), ConvBNAct(w[i + 1], w[i + 1])) for i in range(depth)
         )
-        self.up = nn.ModuleList(_SepBlock(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth)))
-        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        self.up = nn.ModuleList(ConvBNAct(w[i + 1] + w[i], w[i]) for i in reversed(range(depth)))
+        self.head = nn.Conv2d(w[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.inc(x)]
