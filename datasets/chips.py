@@ -1,0 +1,451 @@
+"""Training chips: balanced, deterministic samples of orthomosaics and their label masks at the model's GSD.
+
+A chip is ``S x S`` pixels at the model's ground sample distance (GSD), whatever the source's: a window of
+``S * target_gsd / source_gsd`` source pixels is read and resampled to ``S x S`` (through
+:func:`detect.raster.read_window`, the same reader inference uses), and the label polygons are rasterised
+straight onto the chip's own pixel grid, so the mask stays sharp instead of being resampled.
+
+Sampling is balanced: a fraction of the chips is centred on label polygons (a random point inside a randomly
+chosen polygon, then shifted by a random offset so that plots do not always sit in the middle), the rest falls
+uniformly at random on the raster (or inside its area of interest), rejecting chips that are mostly outside the
+valid footprint. Sources are drawn in proportion to their ground area, so a large orthomosaic is not drowned
+by many small ones.
+
+Item ``i`` of epoch ``e`` is drawn from ``np.random.default_rng((seed, e, i))``: the same seed gives the same
+chips in any process and any order, which is what makes ``DataLoader(num_workers > 0)`` runs reproducible.
+Rasters are opened lazily in whichever process reads them (never pickled open).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import shapely
+import torch
+from affine import Affine
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
+from shapely.geometry.base import BaseGeometry
+from torch.utils.data import Dataset
+
+from datasets.labels import (
+    IGNORE,
+    LabelSet,
+    check_overlap,
+    find_aoi_file,
+    find_label_files,
+    rasterize_window,
+    read_labels,
+)
+from detect.errors import InputError
+from detect.raster import RasterInfo, inspect_raster, open_raster, read_window
+
+__all__ = ["Chip", "ChipDataset", "ChipSource", "Transform", "sources_from_folder"]
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+_RASTER_SUFFIXES = (".tif", ".tiff")
+# Chips read from a source much coarser than the model are blurry upsamplings: worth a warning, not an error.
+_UPSAMPLE_WARN = 1.5
+
+
+def _random_point_in(
+    geom: BaseGeometry, rng: np.random.Generator, batch: int = 64, rounds: int = 8
+) -> tuple[float, float]:
+    """A uniformly random point inside a polygon, by rejection from its bounding box.
+
+    Rejection keeps the draw uniform over the polygon's area; thin slivers that defeat it for ``rounds``
+    batches fall back to a point guaranteed inside (``representative_point``).
+    """
+    minx, miny, maxx, maxy = geom.bounds
+    for _ in range(rounds):
+        xs = rng.uniform(minx, maxx, batch)
+        ys = rng.uniform(miny, maxy, batch)
+        inside = shapely.contains_xy(geom, xs, ys)
+        if inside.any():
+            k = int(np.argmax(inside))
+            return float(xs[k]), float(ys[k])
+    p = geom.representative_point()
+    return float(p.x), float(p.y)
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One training chip and how it was drawn.
+
+    Attributes:
+        image: ``float32 [3, S, S]`` in [0, 1]; 0 where the source has no data.
+        mask: ``int64 [S, S]``: 0 background, 1 poppy, 255 ignore (nodata, outside the AOI).
+        source: Index of the source in the dataset.
+        positive: True if the chip was centred on a label polygon.
+        window: The window read, in source pixels (fractional).
+        gsd_m: Ground size of one chip pixel in metres (the model's GSD, times the scale jitter).
+        tries: How many windows were read before one was accepted (random chips only).
+        usable_fraction: Share of the mask that is not 255.
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    source: int
+    positive: bool
+    window: Window
+    gsd_m: float
+    tries: int
+    usable_fraction: float
+
+
+class ChipSource:
+    """One orthomosaic with its label polygons and optional area of interest, ready to cut chips from.
+
+    The raster is inspected once here and reopened lazily in each process that reads from it (DataLoader
+    workers fork or spawn copies of this object; an open GDAL handle must not cross that boundary).
+
+    Args:
+        raster_path: The orthomosaic (GeoTIFF).
+        labels_path: Poppy polygons; None looks for ``NAME.geojson|.gpkg|.shp`` next to the raster.
+        aoi_path: Where labelling is complete; None looks for ``NAME.aoi.geojson`` next to the raster (and
+            uses the whole raster when there is none).
+        layer: Layer of a multi-layer labels file.
+
+    Raises:
+        InputError: If the raster is missing or not georeferenced, no labels file is found, or the labels or
+            the AOI miss the raster.
+    """
+
+    def __init__(
+        self,
+        raster_path: str | Path,
+        labels_path: str | Path | None = None,
+        aoi_path: str | Path | None = None,
+        *,
+        layer: str | int | None = None,
+    ) -> None:
+        self.path = str(raster_path)
+        with open_raster(raster_path) as ds:
+            self.info: RasterInfo = inspect_raster(ds)
+            bounds = tuple(ds.bounds)
+        if labels_path is None:
+            labels_path, _ = find_label_files(raster_path)
+        if labels_path is None:
+            stem = Path(raster_path).with_suffix("")
+            raise InputError(
+                f"{raster_path}: no labels found; save the poppy polygons next to it as {stem.name}.geojson, "
+                f"{stem.name}.gpkg or {stem.name}.shp (an empty file if it has no poppy), or pass the labels path"
+            )
+        if aoi_path is None:
+            aoi_path = find_aoi_file(raster_path)
+        self.labels_path = str(labels_path)
+        self.aoi_path = str(aoi_path) if aoi_path is not None else None
+
+        self.labels: LabelSet = read_labels(labels_path, self.info.crs, layer=layer)
+        check_overlap(self.labels, bounds, raster_path)
+        raster_box = shapely.box(*bounds)
+        self.aoi: LabelSet | None = None
+        region = raster_box
+        if aoi_path is not None:
+            self.aoi = read_labels(aoi_path, self.info.crs)
+            if len(self.aoi) == 0:
+                raise InputError(
+                    f"{aoi_path}: the area-of-interest file holds no polygons; draw where labelling is complete, "
+                    "or delete the file to use the whole raster"
+                )
+            check_overlap(self.aoi, bounds, raster_path, what="area-of-interest polygons")
+            region = shapely.intersection(shapely.union_all(self.aoi.geometries), raster_box)
+        self.warnings: list[str] = self.labels.warnings + (self.aoi.warnings if self.aoi is not None else [])
+
+        # Where positive chips are centred: the labelled plots, clipped to the raster and to the AOI (a point
+        # outside either would give a chip whose centre is ignored).
+        clipped = [shapely.intersection(g, region) for g in self.labels.geometries]
+        self.positive_geoms: list[BaseGeometry] = [g for g in clipped if not g.is_empty and g.area > 0]
+        # Where random chips are centred: the AOI's parts weighted by area; None means the whole raster.
+        self.region_parts: list[BaseGeometry] | None = None
+        self.region_weights: np.ndarray | None = None
+        if self.aoi is not None:
+            parts = [p for p in shapely.get_parts(region) if p.geom_type == "Polygon" and p.area > 0]
+            if not parts:
+                raise InputError(f"{aoi_path}: the area of interest does not overlap the raster {raster_path}")
+            areas = np.array([p.area for p in parts])
+            self.region_parts, self.region_weights = parts, areas / areas.sum()
+        for g in [*self.positive_geoms, *(self.region_parts or [])]:
+            shapely.prepare(g)  # contains_xy on prepared geometries is much faster
+        # Ground area in m^2 for weighting sources: CRS area -> source pixels -> metres via the measured GSD.
+        t = self.info.transform
+        pixels = region.area / abs(t.a * t.e)
+        self.area_m2 = float(pixels * self.info.gsd_m[0] * self.info.gsd_m[1])
+
+        self._ds: rasterio.io.DatasetReader | None = None
+        self._pid: int | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"ChipSource({self.path!r}, labels={len(self.labels)} polygons, aoi={self.aoi_path is not None}, "
+            f"gsd={self.info.mean_gsd_m * 100:.2f} cm, area={self.area_m2:.0f} m2)"
+        )
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_ds"] = None  # never pickle an open dataset: each worker reopens its own
+        state["_pid"] = None
+        return state
+
+    def dataset(self) -> rasterio.io.DatasetReader:
+        """The open raster for this process (reopened after a fork, where the parent's handle is not ours)."""
+        pid = os.getpid()
+        if self._ds is None or self._pid != pid:
+            self._ds = open_raster(self.path)
+            self._pid = pid
+        return self._ds
+
+    def close(self) -> None:
+        """Close this process's handle (it reopens on the next read)."""
+        if self._ds is not None and self._pid == os.getpid():
+            self._ds.close()
+        self._ds = None
+        self._pid = None
+
+    def chip_window(self, row: float, col: float, size: int, gsd_m: float) -> Window:
+        """The source window, centred at fractional pixel ``(row, col)``, that covers ``size`` chip pixels of
+        ``gsd_m`` metres on each side."""
+        height = size * gsd_m / self.info.gsd_m[0]
+        width = size * gsd_m / self.info.gsd_m[1]
+        return Window(col_off=col - width / 2, row_off=row - height / 2, width=width, height=height)
+
+    def read_chip(self, window: Window, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window resampled to ``size x size`` and its mask on the same grid.
+
+        Returns:
+            ``(rgb, mask)``: ``uint8 [3, size, size]`` (0 where invalid) and ``uint8 [size, size]`` with 0/1/255,
+            255 where the source has no data or lies outside the AOI.
+        """
+        rgb, valid = read_window(self.dataset(), self.info, window, out_shape=(size, size))
+        # The chip's own grid: the window's transform with pixels stretched to the chip's GSD.
+        chip_transform = window_transform(window, self.info.transform) @ Affine.scale(
+            float(window.width) / size, float(window.height) / size
+        )
+        mask = rasterize_window(self.labels, chip_transform, (size, size), aoi=self.aoi)
+        mask[~valid] = IGNORE
+        return rgb, mask
+
+    def to_pixel(self, x: float, y: float) -> tuple[float, float]:
+        """Fractional ``(row, col)`` of a point in the raster's CRS."""
+        col, row = ~self.info.transform @ (x, y)
+        return float(row), float(col)
+
+    def random_centre(self, rng: np.random.Generator, size: int, gsd_m: float) -> tuple[float, float]:
+        """A random chip centre ``(row, col)`` over the AOI, or over the raster so the chip fits inside it."""
+        if self.region_parts is not None:
+            part = self.region_parts[int(rng.choice(len(self.region_parts), p=self.region_weights))]
+            return self.to_pixel(*_random_point_in(part, rng))
+        win = self.chip_window(0.0, 0.0, size, gsd_m)
+        h, w = float(win.height), float(win.width)
+        # Draw the top-left corner so the whole chip lies on the raster (when it fits at all).
+        row = rng.uniform(0.0, self.info.height - h) + h / 2 if self.info.height > h else self.info.height / 2
+        col = rng.uniform(0.0, self.info.width - w) + w / 2 if self.info.width > w else self.info.width / 2
+        return float(row), float(col)
+
+    def positive_centre(self, rng: np.random.Generator, size: int, gsd_m: float, jitter: float) -> tuple[float, float]:
+        """A chip centre on a random label polygon: a random point inside it, shifted by up to ``jitter``
+        half-chips in each direction (so the point stays inside the chip for ``jitter < 1``).
+
+        Polygons are drawn uniformly, not by area, so a 2 m^2 courtyard plot gets as many chips as a large
+        field: small hidden plots are the ones that matter.
+        """
+        geom = self.positive_geoms[int(rng.integers(len(self.positive_geoms)))]
+        row, col = self.to_pixel(*_random_point_in(geom, rng))
+        win = self.chip_window(row, col, size, gsd_m)
+        row += rng.uniform(-jitter, jitter) * float(win.height) / 2
+        col += rng.uniform(-jitter, jitter) * float(win.width) / 2
+        return row, col
+
+
+class ChipDataset(Dataset):
+    """Balanced chips from one or many :class:`ChipSource`; items are ``(image, mask)`` tensors.
+
+    Args:
+        sources: The orthomosaics to sample.
+        target_gsd_m: The model's GSD in metres per pixel; every chip is resampled to it.
+        chip_size: Chip side ``S`` in model pixels.
+        chips_per_epoch: ``len(dataset)``.
+        positive_fraction: Share of chips centred on label polygons; the rest are random.
+        scale_jitter: Chips are read at ``target_gsd_m * U(1 - j, 1 + j)``, so the model sees a range of GSDs.
+        centre_jitter: Positive chips are shifted by up to this many half-chips from the chosen point.
+        min_usable_fraction: Random chips with less than this share of labelled, valid pixels are redrawn.
+        max_tries: Redraws before a random chip is accepted anyway (counted and logged).
+        seed: Base seed; item ``i`` of epoch ``e`` uses ``default_rng((seed, e, i))``.
+        transform: ``(image, mask, rng) -> (image, mask)`` applied after reading (see ``datasets.transforms``).
+
+    Raises:
+        InputError: On an empty source list or a setting out of range.
+    """
+
+    def __init__(
+        self,
+        sources: ChipSource | Sequence[ChipSource],
+        *,
+        target_gsd_m: float,
+        chip_size: int = 256,
+        chips_per_epoch: int = 1000,
+        positive_fraction: float = 0.5,
+        scale_jitter: float = 0.0,
+        centre_jitter: float = 0.5,
+        min_usable_fraction: float = 0.5,
+        max_tries: int = 20,
+        seed: int = 0,
+        transform: Transform | None = None,
+    ) -> None:
+        self.sources = [sources] if isinstance(sources, ChipSource) else list(sources)
+        if not self.sources:
+            raise InputError("no training rasters given; pass at least one orthomosaic with labels")
+        checks = [
+            (target_gsd_m > 0, f"target_gsd_m={target_gsd_m}: must be > 0 (metres per pixel, e.g. 0.03)"),
+            (chip_size >= 8, f"chip_size={chip_size}: must be at least 8 pixels (e.g. 256)"),
+            (chips_per_epoch >= 1, f"chips_per_epoch={chips_per_epoch}: must be at least 1"),
+            (0.0 <= positive_fraction <= 1.0, f"positive_fraction={positive_fraction}: must be in [0, 1]"),
+            (0.0 <= scale_jitter < 1.0, f"scale_jitter={scale_jitter}: must be in [0, 1) (e.g. 0.25 for +-25 %)"),
+            (0.0 <= centre_jitter < 1.0, f"centre_jitter={centre_jitter}: must be in [0, 1) half-chips"),
+            (0.0 <= min_usable_fraction <= 1.0, f"min_usable_fraction={min_usable_fraction}: must be in [0, 1]"),
+            (max_tries >= 1, f"max_tries={max_tries}: must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+        self.target_gsd_m = float(target_gsd_m)
+        self.chip_size = int(chip_size)
+        self.chips_per_epoch = int(chips_per_epoch)
+        self.positive_fraction = float(positive_fraction)
+        self.scale_jitter = float(scale_jitter)
+        self.centre_jitter = float(centre_jitter)
+        self.min_usable_fraction = float(min_usable_fraction)
+        self.max_tries = int(max_tries)
+        self.seed = int(seed)
+        self.transform = transform
+        # The epoch lives in shared memory so that set_epoch reaches persistent DataLoader workers too.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._gave_up = 0
+
+        self.warnings: list[str] = [w for s in self.sources for w in s.warnings]
+        for s in self.sources:
+            ratio = s.info.mean_gsd_m / self.target_gsd_m
+            if ratio > _UPSAMPLE_WARN:
+                note = (
+                    f"{s.path}: GSD {s.info.mean_gsd_m * 100:.1f} cm is {ratio:.1f}x coarser than the model's "
+                    f"{self.target_gsd_m * 100:.1f} cm; its chips are blurry upsamplings"
+                )
+                log.warning(note)
+                self.warnings.append(note)
+        areas = np.array([s.area_m2 for s in self.sources], dtype=float)
+        self._all_weights = areas / areas.sum()
+        labelled = np.array([len(s.positive_geoms) > 0 for s in self.sources])
+        self._pos_weights = np.where(labelled, areas, 0.0)
+        if self._pos_weights.sum() > 0:
+            self._pos_weights /= self._pos_weights.sum()
+        elif self.positive_fraction > 0:
+            note = "no label polygon falls on any training raster: every chip will be a random (negative) chip"
+            log.warning(note)
+            self.warnings.append(note)
+            self.positive_fraction = 0.0
+
+    def __len__(self) -> int:
+        return self.chips_per_epoch
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose chips are drawn; call before iterating (workers see it through shared memory)."""
+        self._epoch.fill_(int(epoch))
+
+    def get_chip(self, index: int) -> Chip:
+        """Draw item ``index`` of the current epoch, with the record of how it was drawn."""
+        if not 0 <= index < self.chips_per_epoch:
+            raise IndexError(f"chip index {index} out of range for {self.chips_per_epoch} chips per epoch")
+        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        positive = bool(rng.random() < self.positive_fraction)
+        weights = self._pos_weights if positive else self._all_weights
+        src_index = int(rng.choice(len(self.sources), p=weights))
+        source = self.sources[src_index]
+        gsd = self.target_gsd_m
+        if self.scale_jitter > 0:
+            gsd *= float(rng.uniform(1.0 - self.scale_jitter, 1.0 + self.scale_jitter))
+        size = self.chip_size
+
+        if positive:
+            row, col = source.positive_centre(rng, size, gsd, self.centre_jitter)
+            window = source.chip_window(row, col, size, gsd)
+            rgb, mask = source.read_chip(window, size)
+            tries, usable = 1, float(np.mean(mask != IGNORE))
+        else:
+            best = None
+            for tries in range(1, self.max_tries + 1):  # noqa: B007 (tries is reported)
+                row, col = source.random_centre(rng, size, gsd)
+                window = source.chip_window(row, col, size, gsd)
+                rgb, mask = source.read_chip(window, size)
+                usable = float(np.mean(mask != IGNORE))
+                if best is None or usable > best[3]:
+                    best = (window, rgb, mask, usable)
+                if usable >= self.min_usable_fraction:
+                    break
+            else:
+                self._gave_up += 1
+                if self._gave_up == 1 or self._gave_up % 100 == 0:
+                    log.warning(
+                        "%s: %d random chip(s) in this process found no window at least %.0f %% valid and labelled "
+                        "in %d tries; used the best one. Is the footprint or the AOI tiny?",
+                        source.path,
+                        self._gave_up,
+                        self.min_usable_fraction * 100,
+                        self.max_tries,
+                    )
+            window, rgb, mask, usable = best  # type: ignore[misc]
+
+        image = torch.from_numpy(rgb).float().div_(255.0)
+        target = torch.from_numpy(mask.astype(np.int64))
+        if self.transform is not None:
+            image, target = self.transform(image, target, rng)
+        return Chip(image, target, src_index, positive, window, gsd, tries, usable)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        chip = self.get_chip(index)
+        return chip.image, chip.mask
+
+    @property
+    def gave_up(self) -> int:
+        """Random chips accepted below ``min_usable_fraction`` in this process."""
+        return self._gave_up
+
+
+def sources_from_folder(folder: str | Path) -> list[ChipSource]:
+    """Every ``NAME.tif`` in a folder that has labels next to it, as chip sources.
+
+    Rasters without a labels file are skipped with a warning (they may be waiting to be labelled).
+
+    Raises:
+        InputError: If the folder is missing or holds no labelled raster.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{folder}: no such folder; give the folder holding NAME.tif + NAME.geojson pairs")
+    rasters = sorted(p for p in root.iterdir() if p.suffix.lower() in _RASTER_SUFFIXES and p.is_file())
+    sources, skipped = [], []
+    for raster in rasters:
+        labels, _ = find_label_files(raster)
+        if labels is None:
+            skipped.append(raster.name)
+            continue
+        sources.append(ChipSource(raster, labels))
+    if skipped:
+        log.warning("%s: %d raster(s) without labels skipped: %s", folder, len(skipped), ", ".join(skipped))
+    if not sources:
+        raise InputError(
+            f"{folder}: no orthomosaic with labels found; put NAME.tif next to NAME.geojson (or .gpkg/.shp)"
+        )
+    return sources

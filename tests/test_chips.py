@@ -1,0 +1,375 @@
+"""Tests for datasets/chips.py: chips at the model's GSD, nodata, balance, determinism, DataLoader workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.features
+import shapely
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from torch.utils.data import DataLoader
+
+from datasets.chips import ChipDataset, ChipSource, sources_from_folder
+from detect.errors import InputError
+
+UTM = CRS.from_epsg(32650)
+ORIGIN = (500000.0, 4400000.0)
+
+
+def write_raster(path: Path, rgb: np.ndarray, gsd: float, alpha: np.ndarray | None = None, crs=UTM) -> Path:
+    """A north-up GeoTIFF at ``gsd`` metres per pixel with its top-left corner at ORIGIN."""
+    bands = rgb if alpha is None else np.concatenate([rgb, alpha[None]], axis=0)
+    profile = dict(
+        driver="GTiff",
+        height=rgb.shape[1],
+        width=rgb.shape[2],
+        count=bands.shape[0],
+        dtype="uint8",
+        crs=crs,
+        transform=Affine(gsd, 0, ORIGIN[0], 0, -gsd, ORIGIN[1]),
+    )
+    if alpha is not None:
+        profile["photometric"] = "RGB"
+        profile["alpha"] = "YES"
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(bands)
+    return path
+
+
+def write_polygons(path: Path, polys: list[shapely.Polygon], crs: str = "EPSG:32650") -> Path:
+    fc = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": crs}},
+        "features": [
+            {"type": "Feature", "properties": {"stage": "flowering"}, "geometry": shapely.geometry.mapping(p)}
+            for p in polys
+        ],
+    }
+    path.write_text(json.dumps(fc))
+    return path
+
+
+def ground_box(x0: float, y0: float, w: float, h: float) -> shapely.Polygon:
+    """A box ``w x h`` metres whose top-left corner is ``(x0, y0)`` metres east/south of ORIGIN."""
+    return shapely.box(ORIGIN[0] + x0, ORIGIN[1] - y0 - h, ORIGIN[0] + x0 + w, ORIGIN[1] - y0)
+
+
+def painted_scene(tmp_path: Path, name: str, gsd: float, size_m: float, plots: list[shapely.Polygon], alpha=None):
+    """A grey raster with every plot painted red, its labels next to it; returns the raster path."""
+    n = round(size_m / gsd)
+    rgb = np.full((3, n, n), 60, dtype=np.uint8)
+    transform = Affine(gsd, 0, ORIGIN[0], 0, -gsd, ORIGIN[1])
+    if plots:
+        inside = rasterio.features.rasterize([(p, 1) for p in plots], out_shape=(n, n), transform=transform) > 0
+        rgb[0][inside] = 250
+    tif = write_raster(tmp_path / f"{name}.tif", rgb, gsd, alpha=alpha(n) if alpha else None)
+    write_polygons(tmp_path / f"{name}.geojson", plots)
+    return tif
+
+
+@pytest.fixture
+def scene(tmp_path):
+    """A 12.8 m square at 2.5 cm/px (512 px) with three small plots."""
+    plots = [ground_box(2, 2, 1.0, 1.5), ground_box(8, 3, 0.8, 0.8), ground_box(4, 9, 1.2, 0.6)]
+    return painted_scene(tmp_path, "site", 0.025, 12.8, plots), plots
+
+
+# --- chips at the model's GSD --------------------------------------------------------------------------------
+
+
+def test_finer_source_resampled_keeps_ground_area_and_alignment(scene):
+    tif, plots = scene
+    source = ChipSource(tif)  # labels found by the folder convention
+    plot = plots[0]  # 1.0 x 1.5 m = 1.5 m^2 = 600 px at 5 cm
+    row, col = source.to_pixel(plot.centroid.x, plot.centroid.y)
+    window = source.chip_window(row, col, size=64, gsd_m=0.05)
+    assert (window.height, window.width) == pytest.approx((128, 128), rel=1e-3)  # 2x finer: 128 source px
+    rgb, mask = source.read_chip(window, 64)
+    assert rgb.shape == (3, 64, 64)
+    assert mask.shape == (64, 64)
+    poppy = mask == 1
+    assert int(poppy.sum()) == pytest.approx(plot.area / 0.05**2, rel=0.03)
+    # The image and the mask line up: the red paint is where the mask says poppy.
+    red = rgb[0] > 155
+    iou = (red & poppy).sum() / (red | poppy).sum()
+    assert iou > 0.9
+
+
+def test_dataset_positive_chips_measure_the_plot_area(scene):
+    tif, plots = scene
+    ds = ChipDataset(
+        ChipSource(tif), target_gsd_m=0.05, chip_size=96, chips_per_epoch=12, positive_fraction=1.0, seed=3
+    )
+    areas = {round(p.area / 0.05**2) for p in plots}  # 600, 256, 288 px
+    for i in range(len(ds)):
+        chip = ds.get_chip(i)
+        assert chip.positive
+        assert chip.image.dtype == torch.float32
+        assert chip.image.shape == (3, 96, 96)
+        assert chip.mask.dtype == torch.int64
+        assert float(chip.image.min()) >= 0.0 and float(chip.image.max()) <= 1.0
+        n = int((chip.mask == 1).sum())
+        # Each plot (at most 1.5 m) fits in a 4.8 m chip centred within 1.2 m of a point inside it.
+        assert min(abs(n - a) / a for a in areas) < 0.05
+
+
+def test_scale_jitter_changes_the_gsd_and_the_pixel_area(scene):
+    tif, plots = scene
+    ds = ChipDataset(
+        ChipSource(tif),
+        target_gsd_m=0.05,
+        chip_size=128,
+        chips_per_epoch=20,
+        positive_fraction=1.0,
+        scale_jitter=0.25,
+        centre_jitter=0.0,
+        seed=1,
+    )
+    gsds, errors = [], []
+    for i in range(len(ds)):
+        chip = ds.get_chip(i)
+        gsds.append(chip.gsd_m)
+        ground = int((chip.mask == 1).sum()) * chip.gsd_m**2  # chip pixels back to m^2
+        # The nearest true plot area; single chips are off by edge pixels (up to ~8 % for the 0.64 m^2 plot).
+        errors.append(min(((ground - p.area) / p.area for p in plots), key=abs))
+    assert max(abs(e) for e in errors) < 0.1
+    assert abs(float(np.mean(errors))) < 0.02  # no bias: the GSD used for reading is the GSD reported
+    assert 0.0375 <= min(gsds) < max(gsds) <= 0.0625
+    assert max(gsds) - min(gsds) > 0.01  # it does jitter
+
+
+def test_alpha_zero_is_ignore_and_black(tmp_path):
+    def alpha(n):
+        a = np.full((n, n), 255, dtype=np.uint8)
+        a[:, : n // 2] = 0  # left half outside the footprint
+        return a
+
+    tif = painted_scene(tmp_path, "rgba", 0.05, 6.4, [ground_box(4, 2, 1, 1)], alpha=alpha)  # 128 px
+    source = ChipSource(tif)
+    rgb, mask = source.read_chip(source.chip_window(64, 64, size=128, gsd_m=0.05), 128)
+    assert (mask[:, :64] == 255).all()
+    assert (rgb[:, :, :64] == 0).all()
+    assert not (mask[:, 64:] == 255).any()
+    assert int((mask == 1).sum()) == 400
+    # A window half off the raster: the outside is ignore too.
+    rgb, mask = source.read_chip(source.chip_window(0, 96, size=64, gsd_m=0.05), 64)
+    assert (mask[:32] == 255).all()
+    assert (mask[32:] != 255).all()
+
+
+def test_random_chips_avoid_mostly_invalid_windows(tmp_path):
+    def alpha(n):
+        a = np.zeros((n, n), dtype=np.uint8)
+        a[n // 2 :, n // 2 :] = 255  # only the bottom-right quarter is valid
+        return a
+
+    tif = painted_scene(tmp_path, "sparse", 0.05, 12.8, [ground_box(10, 10, 1, 1)], alpha=alpha)
+    ds = ChipDataset(ChipSource(tif), target_gsd_m=0.05, chip_size=32, chips_per_epoch=40, positive_fraction=0.0)
+    chips = [ds.get_chip(i) for i in range(len(ds))]
+    assert all(c.usable_fraction >= 0.5 for c in chips)
+    assert all(float((c.mask != 255).float().mean()) >= 0.5 for c in chips)
+    assert max(c.tries for c in chips) > 1  # rejection did happen
+    assert ds.gave_up == 0
+
+
+def test_random_chips_give_up_with_a_counted_warning(tmp_path, caplog):
+    def alpha(n):
+        a = np.zeros((n, n), dtype=np.uint8)
+        a[:4, :4] = 255  # a sliver of footprint: no 32 px chip can be half valid
+        return a
+
+    tif = painted_scene(tmp_path, "sliver", 0.05, 12.8, [ground_box(0, 0, 0.1, 0.1)], alpha=alpha)
+    ds = ChipDataset(
+        ChipSource(tif), target_gsd_m=0.05, chip_size=32, chips_per_epoch=5, positive_fraction=0.0, max_tries=3
+    )
+    with caplog.at_level(logging.WARNING, logger="datasets.chips"):
+        chips = [ds.get_chip(i) for i in range(len(ds))]
+    assert ds.gave_up == 5
+    assert all(c.tries == 3 and c.usable_fraction < 0.5 for c in chips)
+    assert "1 random chip(s) in this process found no window" in caplog.text
+
+
+def test_aoi_limits_random_chips_and_ignores_outside(tmp_path):
+    tif = painted_scene(tmp_path, "aoi", 0.05, 12.8, [ground_box(1, 1, 1, 1)])
+    write_polygons(tmp_path / "aoi.aoi.geojson", [ground_box(0, 0, 4, 4)])
+    source = ChipSource(tif)
+    assert source.aoi_path is not None and source.aoi_path.endswith("aoi.aoi.geojson")
+    assert source.area_m2 == pytest.approx(16.0, rel=2e-3)  # UTM scale factor: grid metres ~ ground metres
+    ds = ChipDataset(source, target_gsd_m=0.05, chip_size=32, chips_per_epoch=30, positive_fraction=0.0)
+    for i in range(len(ds)):
+        chip = ds.get_chip(i)
+        # Random chips are centred inside the 4 x 4 m AOI (80 x 80 px at the raster's 5 cm).
+        centre_row = float(chip.window.row_off) + float(chip.window.height) / 2
+        centre_col = float(chip.window.col_off) + float(chip.window.width) / 2
+        assert 0 <= centre_row <= 80 and 0 <= centre_col <= 80
+    # Outside the AOI the mask is 255.
+    _, mask = source.read_chip(source.chip_window(80, 80, size=64, gsd_m=0.05), 64)
+    assert (mask[:32, :32] != 255).all()
+    assert (mask[32:, :] == 255).all() and (mask[:, 32:] == 255).all()
+
+
+# --- balance, weighting and determinism ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.8])
+def test_positive_fraction_is_honoured(tmp_path, fraction):
+    # Tiny plots in a large raster: random chips rarely touch one, positive chips always do.
+    plots = [ground_box(5, 5, 0.5, 0.5), ground_box(40, 30, 0.5, 0.5)]
+    tif = painted_scene(tmp_path, "big", 0.1, 51.2, plots)  # 512 px
+    n = 300
+    ds = ChipDataset(ChipSource(tif), target_gsd_m=0.1, chip_size=16, chips_per_epoch=n, positive_fraction=fraction)
+    chips = [ds.get_chip(i) for i in range(n)]
+    n_pos = sum(c.positive for c in chips)
+    sd = (n * fraction * (1 - fraction)) ** 0.5
+    assert abs(n_pos - n * fraction) <= 4 * sd + 1e-9
+    # Positive chips really contain poppy; random ones almost never do here (2 x 0.25 m^2 in 2600 m^2).
+    assert all(bool((c.mask == 1).any()) for c in chips if c.positive)
+    n_hit = sum(bool((c.mask == 1).any()) for c in chips if not c.positive)
+    assert n_hit <= 0.05 * (n - n_pos) + 2
+
+
+def test_sources_weighted_by_area_and_positives_only_from_labelled(tmp_path):
+    small = painted_scene(tmp_path, "small", 0.1, 6.4, [ground_box(1, 1, 1, 1)])  # 41 m^2
+    big = painted_scene(tmp_path, "big", 0.1, 19.2, [])  # 369 m^2, no poppy (empty labels)
+    ds = ChipDataset([ChipSource(small), ChipSource(big)], target_gsd_m=0.1, chip_size=16, chips_per_epoch=400, seed=5)
+    chips = [ds.get_chip(i) for i in range(len(ds))]
+    randoms = [c for c in chips if not c.positive]
+    share_big = sum(c.source == 1 for c in randoms) / len(randoms)
+    assert share_big == pytest.approx(0.9, abs=0.06)
+    assert all(c.source == 0 for c in chips if c.positive)
+
+
+def test_same_seed_same_items_other_epoch_or_seed_differs(scene):
+    tif, _ = scene
+    kwargs = dict(target_gsd_m=0.05, chip_size=32, chips_per_epoch=6, scale_jitter=0.2)
+    a = ChipDataset(ChipSource(tif), seed=7, **kwargs)
+    b = ChipDataset(ChipSource(tif), seed=7, **kwargs)
+    for i in reversed(range(6)):  # order of access does not matter
+        ia, ma = a[i]
+        ib, mb = b[i]
+        assert torch.equal(ia, ib) and torch.equal(ma, mb)
+    first = [a[i][0] for i in range(6)]
+    a.set_epoch(1)
+    assert a.epoch == 1
+    assert not all(torch.equal(x, a[i][0]) for i, x in enumerate(first))
+    c = ChipDataset(ChipSource(tif), seed=8, **kwargs)
+    assert not all(torch.equal(x, c[i][0]) for i, x in enumerate(first))
+
+
+def test_transform_is_applied_with_the_items_rng(scene):
+    tif, _ = scene
+    calls = []
+
+    def flip(image, mask, rng):
+        calls.append(float(rng.random()))
+        return image.flip(-1), mask.flip(-1)
+
+    plain = ChipDataset(ChipSource(tif), target_gsd_m=0.05, chip_size=32, chips_per_epoch=3)
+    flipped = ChipDataset(ChipSource(tif), target_gsd_m=0.05, chip_size=32, chips_per_epoch=3, transform=flip)
+    for i in range(3):
+        (fi, fm), (pi, pm) = flipped[i], plain[i]
+        assert torch.equal(fi, pi.flip(-1))
+        assert torch.equal(fm, pm.flip(-1))
+    assert len(calls) == 3
+    again = flipped[1]  # the transform's rng is the item's: the same draw again
+    assert calls[3] == calls[1]
+    assert torch.equal(again[0], flipped[1][0])
+
+
+def test_dataloader_with_two_workers_matches_main_process(scene):
+    tif, _ = scene
+    ds = ChipDataset(ChipSource(tif), target_gsd_m=0.05, chip_size=32, chips_per_epoch=8, seed=2)
+    ds.sources[0].dataset()  # an open handle in the parent must not leak into the workers
+    expected = [ds[i] for i in range(8)]
+    loader = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True)
+    images, masks = zip(*list(loader), strict=True)
+    assert torch.equal(torch.cat(images), torch.stack([e[0] for e in expected]))
+    assert torch.equal(torch.cat(masks), torch.stack([e[1] for e in expected]))
+    assert masks[0].dtype == torch.int64
+    # set_epoch reaches the persistent workers through shared memory.
+    ds.set_epoch(3)
+    expected3 = torch.stack([ds[i][0] for i in range(8)])
+    images3 = torch.cat([b[0] for b in loader])
+    assert torch.equal(images3, expected3)
+    assert not torch.equal(images3, torch.cat(images))
+
+
+# --- errors and the folder helper ----------------------------------------------------------------------------
+
+
+def test_missing_labels_is_refused(tmp_path):
+    tif = write_raster(tmp_path / "lonely.tif", np.zeros((3, 32, 32), np.uint8), 0.05)
+    with pytest.raises(InputError, match=r"lonely\.tif: no labels found; save the poppy polygons.*lonely\.geojson"):
+        ChipSource(tif)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_raster_without_georeferencing_is_refused(tmp_path):
+    tif = tmp_path / "plain.tif"
+    with rasterio.open(tif, "w", driver="GTiff", height=16, width=16, count=3, dtype="uint8") as ds:
+        ds.write(np.zeros((3, 16, 16), np.uint8))
+    write_polygons(tmp_path / "plain.geojson", [ground_box(0, 0, 1, 1)])
+    with pytest.raises(InputError, match=r"plain\.tif: has no coordinate reference system"):
+        ChipSource(tif)
+
+
+def test_labels_elsewhere_are_refused(tmp_path):
+    tif = write_raster(tmp_path / "site.tif", np.zeros((3, 32, 32), np.uint8), 0.05)
+    write_polygons(tmp_path / "site.geojson", [shapely.box(0, 0, 1, 1)])  # near the UTM origin, not here
+    with pytest.raises(InputError, match=r"none of its 1 label polygons fall on the raster"):
+        ChipSource(tif)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"target_gsd_m": 0.0}, "target_gsd_m=0.0: must be > 0"),
+        ({"positive_fraction": 1.5}, r"positive_fraction=1\.5"),
+        ({"scale_jitter": 1.0}, r"scale_jitter=1\.0"),
+        ({"chip_size": 4}, "chip_size=4"),
+    ],
+)
+def test_bad_settings_are_refused(scene, kwargs, match):
+    tif, _ = scene
+    args = {"target_gsd_m": 0.05, **kwargs}
+    with pytest.raises(InputError, match=match):
+        ChipDataset(ChipSource(tif), **args)
+
+
+def test_sources_from_folder_skips_unlabelled(tmp_path, scene):
+    write_raster(tmp_path / "unlabelled.tif", np.zeros((3, 32, 32), np.uint8), 0.05)
+    sources = sources_from_folder(tmp_path)
+    assert [Path(s.path).name for s in sources] == ["site.tif"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no orthomosaic with labels found"):
+        sources_from_folder(empty)
+
+
+def test_explicit_paths_skip_the_folder_convention(tmp_path):
+    tif = painted_scene(tmp_path, "site", 0.05, 6.4, [ground_box(1, 1, 1, 1)])
+    write_polygons(tmp_path / "site.gpkg.geojson", [ground_box(3, 3, 1, 1)])  # not NAME.geojson: not found
+    (tmp_path / "site.gpkg").write_text("")  # two label files: the convention would refuse to guess
+    with pytest.raises(InputError, match="several label files"):
+        ChipSource(tif)
+    source = ChipSource(tif, tmp_path / "site.gpkg.geojson")
+    assert source.labels.bounds == pytest.approx(tuple(ground_box(3, 3, 1, 1).bounds))
+
+
+@pytest.mark.slow
+def test_dataloader_with_spawned_workers(scene):
+    # Spawned workers unpickle the dataset: the open handle must not travel, the epoch must.
+    tif, _ = scene
+    ds = ChipDataset(ChipSource(tif), target_gsd_m=0.05, chip_size=32, chips_per_epoch=4, seed=4)
+    ds.sources[0].dataset()
+    ds.set_epoch(2)
+    expected = torch.stack([ds[i][1] for i in range(4)])
+    loader = DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="spawn")
+    assert torch.equal(torch.cat([m for _, m in loader]), expected)
