@@ -1,0 +1,332 @@
+"""Writing the results of one input: the only module that writes vector formats.
+
+For an input ``STEM`` the output folder gets (``--formats`` picks among them; the summary is always written):
+
+- ``STEM.geojson``: RFC 7946 FeatureCollection in WGS84 longitude/latitude, exterior rings counter-clockwise,
+  holes clockwise, no ``crs`` member, coordinates rounded to 1e-7 degree (about 1 cm).
+- ``STEM.gpkg``: GeoPackage layer ``plots`` in the raster's own CRS, written with pyogrio (GDAL/OGR).
+- ``STEM.kml``: KML 2.2 for Google Earth and phone apps: a Folder with, per plot, an outlined Polygon
+  placemark and a Point placemark whose description gives score, area and coordinates.
+- ``STEM.csv``: one row per plot: ``plot_id, lat, lon, area_m2, score`` (for spreadsheets and GPS units).
+- ``STEM.preview.jpg``: the orthomosaic downsampled to at most ~2000 px a side, plots outlined and numbered.
+- ``STEM.summary.json``: what ran on what (paths, hashes, model, parameters, versions, timings, counts).
+- ``STEM.prob.tif``: the probability raster (written by :mod:`detect.rasterout`).
+
+An input without detections still gets every file, valid and empty. Every file is written beside its final
+name as ``NAME.tmp`` and renamed when complete, so a reader never sees half a file; existing files are only
+replaced with ``overwrite`` (``--overwrite``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import platform
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+from shapely.geometry import Polygon
+from shapely.geometry.polygon import orient
+
+from detect.errors import InputError
+from detect.raster import RasterInfo, read_window
+from detect.vectorize import Plot
+
+__all__ = [
+    "ALL_FORMATS",
+    "check_outputs",
+    "output_paths",
+    "parse_formats",
+    "software_versions",
+    "write_csv",
+    "write_geojson",
+    "write_gpkg",
+    "write_kml",
+    "write_preview",
+    "write_summary",
+]
+
+ALL_FORMATS = ("geojson", "gpkg", "kml", "csv", "prob", "preview")
+_SUFFIX = {
+    "geojson": ".geojson",
+    "gpkg": ".gpkg",
+    "kml": ".kml",
+    "csv": ".csv",
+    "prob": ".prob.tif",
+    "preview": ".preview.jpg",
+    "summary": ".summary.json",
+}
+KML_NS = "http://www.opengis.net/kml/2.2"
+COORD_DIGITS = 7  # 1e-7 degree is about 1 cm: finer than any orthomosaic pixel, and RFC 7946 advises rounding
+PREVIEW_MAX_SIDE = 2000
+_GPKG_FIELDS = ("plot_id", "score_mean", "score_max", "area_m2", "centroid_lat", "centroid_lon", "source", "model")
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """Parse ``--formats`` (``"geojson,kml"`` or ``"all"``) into format names in canonical order.
+
+    Raises:
+        InputError: For an unknown name; the message lists the valid ones.
+    """
+    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if not items or items == ["all"]:
+        return ALL_FORMATS
+    bad = [t for t in items if t not in ALL_FORMATS]
+    if bad:
+        raise InputError(f"--formats {','.join(bad)}: unknown format; choose from {','.join(ALL_FORMATS)} or all")
+    return tuple(f for f in ALL_FORMATS if f in items)
+
+
+def output_paths(out_dir: str | Path, stem: str, formats: Iterable[str]) -> dict[str, Path]:
+    """Output file per format for input ``stem``; ``summary`` is always included."""
+    out = Path(out_dir)
+    names = [*formats, "summary"]
+    return {f: out / f"{stem}{_SUFFIX[f]}" for f in names}
+
+
+def check_outputs(paths: Iterable[Path], overwrite: bool) -> None:
+    """Refuse to replace existing outputs unless ``overwrite``; checked before any work is done.
+
+    Raises:
+        InputError: Naming the first existing file and the ``--overwrite`` flag.
+    """
+    if overwrite:
+        return
+    for p in paths:
+        if p.exists():
+            raise InputError(f"{p} already exists; pass --overwrite to replace it (or choose another --out)")
+
+
+@contextlib.contextmanager
+def _aside(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield ``path.tmp`` to write to; rename it to ``path`` on success, delete it on failure."""
+    check_outputs([path], overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _ring(coords: Iterable[Sequence[float]]) -> list[list[float]]:
+    return [[round(x, COORD_DIGITS), round(y, COORD_DIGITS)] for x, y, *_ in coords]
+
+
+def _rfc7946_polygon(poly: Polygon) -> dict[str, Any]:
+    """GeoJSON geometry with the RFC 7946 right-hand rule: exterior counter-clockwise, holes clockwise."""
+    p = orient(poly, sign=1.0)
+    return {"type": "Polygon", "coordinates": [_ring(p.exterior.coords), *(_ring(r.coords) for r in p.interiors)]}
+
+
+def write_geojson(path: Path, plots: Sequence[Plot], *, overwrite: bool = False) -> Path:
+    """RFC 7946 FeatureCollection of the plots in WGS84 (no ``crs`` member: WGS84 is implied)."""
+    features = [
+        {
+            "type": "Feature",
+            "id": p.plot_id,
+            "properties": p.properties(),
+            "geometry": _rfc7946_polygon(p.geometry_wgs84),
+        }
+        for p in plots
+    ]
+    doc = {"type": "FeatureCollection", "features": features}
+    with _aside(path, overwrite) as tmp:
+        tmp.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    return path
+
+
+def write_gpkg(path: Path, plots: Sequence[Plot], crs: CRS, *, overwrite: bool = False) -> Path:
+    """GeoPackage layer ``plots`` in the raster's CRS; an empty layer still carries the schema."""
+    import pyogrio.raw  # deferred: GDAL/OGR vector drivers load on first use
+
+    props = [p.properties() for p in plots]
+    field_data = []
+    for name in _GPKG_FIELDS:
+        if name in ("plot_id", "source", "model"):
+            field_data.append(np.array([d[name] for d in props], dtype=object))
+        else:
+            field_data.append(np.array([d[name] for d in props], dtype=np.float64))
+    geometry = np.array([shapely.to_wkb(p.geometry) for p in plots], dtype=object)
+    with _aside(path, overwrite) as tmp, warnings.catch_warnings():
+        # The temporary name ends in .tmp, which GDAL notes is not the GeoPackage extension; it is renamed next.
+        warnings.filterwarnings("ignore", message="The filename extension should be 'gpkg'")
+        pyogrio.raw.write(
+            str(tmp),
+            geometry,
+            field_data,
+            list(_GPKG_FIELDS),
+            layer="plots",
+            driver="GPKG",
+            geometry_type="Polygon",
+            crs=crs.to_wkt(),
+        )
+    return path
+
+
+def _kml(tag: str, parent: ET.Element | None = None, text: str | None = None) -> ET.Element:
+    el = ET.Element(f"{{{KML_NS}}}{tag}") if parent is None else ET.SubElement(parent, f"{{{KML_NS}}}{tag}")
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _kml_coords(coords: Iterable[Sequence[float]]) -> str:
+    return " ".join(f"{x:.{COORD_DIGITS}f},{y:.{COORD_DIGITS}f}" for x, y, *_ in coords)
+
+
+def _describe(p: Plot) -> str:
+    return (
+        f"Suspected poppy plot {p.plot_id}: score {p.score_mean:.2f} (max {p.score_max:.2f}), "
+        f"area {p.area_m2:.1f} m2, at {p.centroid_lat:.6f}, {p.centroid_lon:.6f} (WGS84). "
+        f"Source {p.source}, model {p.model}."
+    )
+
+
+def write_kml(path: Path, plots: Sequence[Plot], *, title: str, overwrite: bool = False) -> Path:
+    """KML 2.2: a Folder with a Polygon placemark and a Point placemark per plot."""
+    ET.register_namespace("", KML_NS)
+    root = _kml("kml")
+    doc = _kml("Document", root)
+    _kml("name", doc, title)
+    _kml("description", doc, f"{len(plots)} suspected poppy plot(s), {sum(p.area_m2 for p in plots):.1f} m2 in all")
+    # Outline in opaque red with a faint fill; KML colours are aabbggrr.
+    style = _kml("Style", doc)
+    style.set("id", "plot")
+    line = _kml("LineStyle", style)
+    _kml("color", line, "ff0000ff")
+    _kml("width", line, "2")
+    poly_style = _kml("PolyStyle", style)
+    _kml("color", poly_style, "330000ff")
+    _kml("outline", poly_style, "1")
+    pin = _kml("Style", doc)
+    pin.set("id", "point")
+    icon = _kml("IconStyle", pin)
+    _kml("color", icon, "ff0000ff")
+    _kml("scale", icon, "0.9")
+    folder = _kml("Folder", doc)
+    _kml("name", folder, "Suspected poppy plots")
+    for p in plots:
+        poly = orient(p.geometry_wgs84, sign=1.0)  # KML asks for counter-clockwise outer rings too
+        pm = _kml("Placemark", folder)
+        _kml("name", pm, p.plot_id)
+        _kml("description", pm, _describe(p))
+        _kml("styleUrl", pm, "#plot")
+        ext = _kml("ExtendedData", pm)
+        for key, value in p.properties().items():
+            data = _kml("Data", ext)
+            data.set("name", key)
+            _kml("value", data, str(value))
+        geom = _kml("Polygon", pm)
+        _kml("tessellate", geom, "1")  # drape the outline on the terrain in Google Earth
+        outer = _kml("LinearRing", _kml("outerBoundaryIs", geom))
+        _kml("coordinates", outer, _kml_coords(poly.exterior.coords))
+        for ring in poly.interiors:
+            inner = _kml("LinearRing", _kml("innerBoundaryIs", geom))
+            _kml("coordinates", inner, _kml_coords(ring.coords))
+        pt = _kml("Placemark", folder)
+        _kml("name", pt, p.plot_id)
+        _kml("description", pt, _describe(p))
+        _kml("styleUrl", pt, "#point")
+        _kml("coordinates", _kml("Point", pt), _kml_coords([(p.centroid_lon, p.centroid_lat)]))
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    with _aside(path, overwrite) as tmp:
+        tree.write(tmp, encoding="UTF-8", xml_declaration=True)
+    return path
+
+
+CSV_COLUMNS = ("plot_id", "lat", "lon", "area_m2", "score")
+
+
+def write_csv(path: Path, plots: Sequence[Plot], *, overwrite: bool = False) -> Path:
+    """One row per plot: ``plot_id, lat, lon, area_m2, score`` (score = mean probability inside the plot)."""
+    with _aside(path, overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for p in plots:
+            w.writerow(
+                [p.plot_id, f"{p.centroid_lat:.7f}", f"{p.centroid_lon:.7f}", f"{p.area_m2:.2f}", f"{p.score_mean:.3f}"]
+            )
+    return path
+
+
+def write_preview(
+    path: Path,
+    ds: rasterio.io.DatasetReader,
+    info: RasterInfo,
+    plots: Sequence[Plot],
+    *,
+    max_side: int = PREVIEW_MAX_SIDE,
+    overwrite: bool = False,
+) -> Path:
+    """A JPEG of the orthomosaic (decimated read, at most ``max_side`` px a side), plots outlined and numbered."""
+    factor = max(1.0, max(info.height, info.width) / max_side)
+    h, w = max(1, round(info.height / factor)), max(1, round(info.width / factor))
+    rgb, valid = read_window(ds, info, Window(0, 0, info.width, info.height), out_shape=(h, w))
+    img = np.ascontiguousarray(rgb.transpose(1, 2, 0)[:, :, ::-1])  # RGB planes -> BGR pixels for OpenCV
+    img[~valid] = 235  # light grey outside the footprint
+    to_px = ~(info.transform * Affine.scale(info.width / w, info.height / h))
+    thick = max(1, round(max(h, w) / 800))
+    font = 0.4 + max(h, w) / 4000
+    for p in plots:
+        for ring in [p.geometry.exterior, *p.geometry.interiors]:
+            xy = np.asarray(ring.coords)[:, :2]
+            cols, rows = to_px * (xy[:, 0], xy[:, 1])
+            pts = np.round(np.column_stack([cols, rows])).astype(np.int32)
+            cv2.polylines(img, [pts], isClosed=True, color=(0, 255, 255), thickness=thick, lineType=cv2.LINE_AA)
+        c = p.geometry.centroid
+        cx, cy = to_px * (c.x, c.y)
+        minx, _, _, maxy = p.geometry.bounds
+        tx, ty = to_px * (minx, maxy)
+        label = p.plot_id.lstrip("P").lstrip("0") or "0"
+        cv2.circle(img, (round(cx), round(cy)), 2 * thick, (0, 0, 255), -1, cv2.LINE_AA)
+        org = (max(0, round(tx)), max(12, round(ty) - 3))
+        # dark halo under the white number keeps it readable on any background
+        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thick, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the preview JPEG")
+    with _aside(path, overwrite) as tmp:
+        tmp.write_bytes(buf.tobytes())
+    return path
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the results."""
+    import pyproj
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "shapely": shapely.__version__,
+        "pyproj": pyproj.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+def write_summary(path: Path, record: dict[str, Any], *, overwrite: bool = False) -> Path:
+    """The run record as indented JSON."""
+    with _aside(path, overwrite) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,513 @@
+"""Sliding-window prediction over a whole orthomosaic, streamed to a probability raster.
+
+The orthomosaic is read tile by tile, resampled on the fly to the model's ground sample distance (GSD): a tile
+of ``tile x tile`` model pixels covers ``tile * model_gsd / source_gsd`` source pixels, read with
+``read_window(..., out_shape=(tile, tile))``. The model grid shares the input's CRS; its transform is the
+input's transform scaled by the source-pixels-per-model-pixel factor, so the probability raster overlays the
+orthomosaic exactly.
+
+Tiles wholly outside the valid footprint (judged on a coarse, decimated read of the mask) are skipped. A
+reader thread fills a small queue of batches while the model runs, so disk I/O and decoding overlap compute.
+Overlapping tile predictions are blended with :func:`detect.tiling.blend_weights` in row *strips*: the
+accumulator is one row of tiles high and the raster wide, and rows are written out as soon as no later tile
+can touch them. Memory is therefore ``O(tile x width)``, never the size of the orthomosaic.
+
+:func:`predict_raster` is the one entry point, used by ``infer.py`` and by training's validation on whole
+orthomosaics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+from torch import nn
+from tqdm import tqdm
+
+from detect.errors import InputError
+from detect.raster import RasterInfo, inspect_raster, open_raster, read_window
+from detect.rasterout import ProbRasterWriter
+from detect.tiling import (
+    blend_weights,
+    model_grid_shape,
+    model_to_source_window,
+    tile_starts,
+    window_touches_footprint,
+)
+from models.checkpoint import ModelSpec, normalise, poppy_probability
+
+__all__ = [
+    "ModelGrid",
+    "PredictResult",
+    "autocast_context",
+    "coarse_footprint",
+    "model_grid",
+    "predict_batch",
+    "predict_raster",
+    "resolve_device",
+]
+
+SNAP_SCALE = 0.01  # a source GSD within 1 % of the model's is read as is: resampling by 1.005 only blurs
+MIN_TILE = 32  # below this a tile holds too little context for the network to judge a plot
+FOOTPRINT_MAX_SIDE = 2048  # longest side of the coarse footprint read; bounds its cost on huge rasters
+_QUEUE_BATCHES = 3  # batches read ahead: enough to hide I/O jitter, small enough to bound memory
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """The input raster's extent on a grid at the model's GSD.
+
+    Attributes:
+        height: Rows in model pixels.
+        width: Columns in model pixels.
+        crs: The input's CRS.
+        transform: Model pixel to CRS coordinates: ``source_transform * Affine.scale(sx, sy)``.
+        scale: Source pixels per model pixel ``(rows, cols)``.
+        gsd_m: Ground size of a model pixel in metres ``(row, col)``.
+    """
+
+    height: int
+    width: int
+    crs: CRS
+    transform: Affine
+    scale: tuple[float, float]
+    gsd_m: tuple[float, float]
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_raster` produced.
+
+    Attributes:
+        prob_path: The probability GeoTIFF (``uint8``, 255 = 1.0) at the model's GSD.
+        grid: Its grid (size, CRS, transform, GSD).
+        tile: Tile size used, in model pixels.
+        overlap: Overlap used, in model pixels.
+        tiles_total: Tiles in the full grid.
+        tiles_run: Tiles passed through the model.
+        tiles_skipped: Tiles skipped as wholly outside the footprint.
+        device: Device the model ran on.
+        tta: Whether test-time augmentation was used.
+        timings: Seconds per stage: ``footprint``, ``read`` (reader thread), ``model``, ``blend_write``,
+            ``total``.
+    """
+
+    prob_path: Path
+    grid: ModelGrid
+    tile: int
+    overlap: int
+    tiles_total: int
+    tiles_run: int
+    tiles_skipped: int
+    device: str
+    tta: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a device that exists here.
+
+    Raises:
+        InputError: If CUDA is asked for but not available, or the name is unknown.
+    """
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+        return torch.device(name)
+    raise InputError(f"--device {name}: unknown device; use auto, cpu or cuda")
+
+
+def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA (bfloat16 where supported, else float16); a no-op context on CPU."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def model_grid(info: RasterInfo, model_gsd_m: float) -> ModelGrid:
+    """The model-GSD grid over a raster.
+
+    Args:
+        info: The raster's description.
+        model_gsd_m: The model's GSD in metres per pixel.
+
+    Returns:
+        The grid. Each axis is scaled by ``model_gsd / source_gsd`` (the source GSD is geodesic, so degrees
+        and Web Mercator rasters are resampled to true ground size); a factor within 1 % of 1 is snapped to 1.
+    """
+    if not model_gsd_m > 0:
+        raise InputError(f"model GSD {model_gsd_m} m is not positive; the checkpoint is damaged")
+    scale = []
+    for g in info.gsd_m:
+        s = model_gsd_m / g
+        scale.append(1.0 if abs(s - 1.0) < SNAP_SCALE else s)
+    sy, sx = scale
+    height, width = model_grid_shape(info.height, info.width, (sy, sx))
+    transform = info.transform * Affine.scale(sx, sy)
+    gsd = (info.gsd_m[0] * sy, info.gsd_m[1] * sx)
+    return ModelGrid(height, width, info.crs, transform, (sy, sx), gsd)
+
+
+def coarse_footprint(
+    ds: rasterio.io.DatasetReader, info: RasterInfo, grid: ModelGrid, cell: int
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """A coarse, conservative valid-footprint mask from one decimated read.
+
+    GDAL serves the decimated read from overviews when the file has them, so the full-resolution mask is never
+    loaded. A nearest-neighbour sample can miss valid areas narrower than a cell, so the mask is dilated by one
+    cell: a tile is skipped only when it is clearly outside.
+
+    Args:
+        ds: The open raster.
+        info: Its description.
+        grid: Its model grid.
+        cell: Requested cell size in model pixels (grown if the mask would exceed ``FOOTPRINT_MAX_SIDE``).
+
+    Returns:
+        ``(mask, (cy, cx))``: boolean mask and the model pixels per cell along rows and columns.
+    """
+    cell = max(cell, math.ceil(max(grid.height, grid.width) / FOOTPRINT_MAX_SIDE))
+    fh, fw = math.ceil(grid.height / cell), math.ceil(grid.width / cell)
+    src = model_to_source_window(Window(0, 0, fw * cell, fh * cell), grid.scale)
+    # Only the mask is used; nearest keeps GDAL from averaging colour over the whole raster for nothing.
+    _, valid = _read(ds, info, src, (fh, fw), Resampling.nearest)
+    kernel = np.ones((3, 3), dtype=np.uint8)
+    dilated = cv2.dilate(valid.astype(np.uint8), kernel) > 0
+    return dilated, (float(cell), float(cell))
+
+
+# Test-time augmentation: (forward, inverse) pairs on [B, C, H, W] tensors. Flips and a quarter turn: the
+# canopy has no preferred orientation, so averaging them cancels part of the network's orientation bias.
+_TTA: list[tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = [
+    (lambda x: x, lambda y: y),
+    (lambda x: torch.flip(x, dims=[3]), lambda y: torch.flip(y, dims=[3])),
+    (lambda x: torch.flip(x, dims=[2]), lambda y: torch.flip(y, dims=[2])),
+    (lambda x: torch.rot90(x, 1, dims=[2, 3]), lambda y: torch.rot90(y, -1, dims=[2, 3])),
+]
+
+
+def predict_batch(
+    model: nn.Module, rgb: np.ndarray, spec: ModelSpec, device: torch.device, *, tta: bool = False
+) -> np.ndarray:
+    """Poppy probabilities for a batch of tiles.
+
+    Args:
+        model: The network, on ``device``, in eval mode.
+        rgb: ``uint8`` array ``[B, 3, H, W]``.
+        spec: The model's spec (normalisation, classes).
+        device: Where to run.
+        tta: Average over flips and a quarter turn (4 passes).
+
+    Returns:
+        ``float32`` array ``[B, H, W]`` in [0, 1].
+    """
+    x = torch.from_numpy(rgb)
+    if device.type == "cuda":
+        x = x.pin_memory().to(device, non_blocking=True)
+    x = normalise(x.float().div_(255.0), spec)
+    passes = _TTA if tta else _TTA[:1]
+    with torch.inference_mode(), autocast_context(device):
+        # Average probabilities, not logits: a confident pass should not drown the others.
+        prob = torch.stack([inv(poppy_probability(model(fwd(x)), spec).unsqueeze(1)) for fwd, inv in passes])
+        prob = prob.mean(dim=0)[:, 0]
+    return prob.float().cpu().numpy()
+
+
+class _Strip:
+    """Blending accumulator for one row of tiles; flushes rows that no later tile can touch."""
+
+    def __init__(self, tile: int, width: int, writer: ProbRasterWriter, height: int) -> None:
+        self.tile = tile
+        self.width = width  # raster width in model pixels
+        self.height = height
+        self.writer = writer
+        pad_w = max(width, tile)
+        self.acc = np.zeros((tile, pad_w), dtype=np.float32)
+        self.wsum = np.zeros((tile, pad_w), dtype=np.float32)
+        self.valid = np.zeros((tile, pad_w), dtype=bool)
+        self.top = 0  # raster row of the accumulator's first row; rows above it are written
+
+    def add(self, row_off: int, col_off: int, prob: np.ndarray, valid: np.ndarray, weights: np.ndarray) -> None:
+        self.advance(row_off)
+        r = row_off - self.top
+        t = self.tile
+        self.acc[r : r + t, col_off : col_off + t] += prob * weights
+        self.wsum[r : r + t, col_off : col_off + t] += weights
+        self.valid[r : r + t, col_off : col_off + t] |= valid
+
+    def advance(self, row: int) -> None:
+        """Write out raster rows ``[top, row)``: tiles arrive in row order, so they are final."""
+        row = min(row, self.height)
+        while self.top < row:
+            n = min(row - self.top, self.tile)
+            self._write(n)
+            # Shift the unfinished rows up and clear the freed ones.
+            for buf, zero in ((self.acc, 0.0), (self.wsum, 0.0), (self.valid, False)):
+                buf[: self.tile - n] = buf[n:]
+                buf[self.tile - n :] = zero
+            self.top += n
+
+    def _write(self, n: int) -> None:
+        w = self.width
+        wsum = self.wsum[:n, :w]
+        valid = self.valid[:n, :w]
+        # Outside the footprint (and where no tile ran) the probability is 0 by contract.
+        prob = np.divide(self.acc[:n, :w], wsum, out=np.zeros((n, w), dtype=np.float32), where=valid & (wsum > 0))
+        self.writer.write(prob, row_off=self.top, valid=valid)
+
+
+def _read(
+    ds: rasterio.io.DatasetReader,
+    info: RasterInfo,
+    window: Window,
+    out_shape: tuple[int, int],
+    resampling: Resampling = Resampling.bilinear,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_window`, with GDAL read failures turned into an error that names the file and place."""
+    try:
+        return read_window(ds, info, window, out_shape=out_shape, resampling=resampling)
+    except RasterioIOError as exc:
+        # A truncated copy or a corrupt block: say where, so the user can check the file.
+        raise InputError(
+            f"{info.path}: reading source pixels at row {window.row_off:.0f}, column {window.col_off:.0f} "
+            f"failed ({exc}); the file may be truncated or damaged: copy or export it again"
+        ) from exc
+
+
+def _tile_batches(
+    ds: rasterio.io.DatasetReader,
+    info: RasterInfo,
+    grid: ModelGrid,
+    tiles: list[tuple[int, int]],
+    tile: int,
+    batch_size: int,
+) -> Iterator[tuple[list[tuple[int, int]], np.ndarray, np.ndarray]]:
+    """Read tiles (row_off, col_off in model pixels) in order, ``batch_size`` at a time."""
+    for i in range(0, len(tiles), batch_size):
+        chunk = tiles[i : i + batch_size]
+        rgb = np.empty((len(chunk), 3, tile, tile), dtype=np.uint8)
+        valid = np.empty((len(chunk), tile, tile), dtype=bool)
+        for k, (r, c) in enumerate(chunk):
+            src = model_to_source_window(Window(col_off=c, row_off=r, width=tile, height=tile), grid.scale)
+            rgb[k], valid[k] = _read(ds, info, src, (tile, tile))
+        yield chunk, rgb, valid
+
+
+class _ReadAhead:
+    """Runs an iterator in a thread, handing items over through a bounded queue."""
+
+    _DONE = object()
+
+    def __init__(self, it: Iterator, maxsize: int) -> None:
+        self._it = it
+        self._q: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._stop = threading.Event()
+        self.busy_s = 0.0
+        self._thread = threading.Thread(target=self._run, name="poppy-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    item = next(self._it)
+                except StopIteration:
+                    break
+                self.busy_s += time.perf_counter() - t0
+                if not self._put(item):
+                    return
+            self._put(self._DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it with its traceback
+            self._put(exc)
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._q.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _check_spec(spec: ModelSpec) -> None:
+    if tuple(spec.bands) != ("red", "green", "blue"):
+        raise InputError(
+            f"the model expects bands {', '.join(spec.bands)}; this tool reads red, green and blue only: "
+            "use an RGB model"
+        )
+    if "poppy" not in spec.classes:
+        raise InputError(f"the model's classes {spec.classes} have no 'poppy'; use a poppy detector checkpoint")
+
+
+def predict_raster(
+    ds_or_path: rasterio.io.DatasetReader | str | Path,
+    model: nn.Module,
+    spec: ModelSpec,
+    *,
+    prob_path: str | Path | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    tta: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> PredictResult:
+    """Predict poppy probability over a whole orthomosaic and stream it to a GeoTIFF.
+
+    Args:
+        ds_or_path: An open raster (from :func:`detect.raster.open_raster`) or a path to one.
+        model: The network (moved to ``device``; put in eval mode for the call, its mode restored after).
+        spec: The model's spec: GSD, normalisation, classes, default tile size.
+        prob_path: Where to write the probability raster; ``None`` writes a new file in the system temporary
+            folder (the caller deletes it).
+        tile: Tile size in model pixels; ``None`` takes ``spec.tile_size``.
+        overlap: Overlap between tiles in model pixels; ``None`` takes ``tile // 8``.
+        batch_size: Tiles per forward pass.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
+        tta: Test-time augmentation (flips and a quarter turn, averaged); four times slower.
+        progress: Show a tqdm progress bar (tiles/s, time left).
+        overwrite: Replace an existing ``prob_path``.
+
+    Returns:
+        A :class:`PredictResult`.
+
+    Raises:
+        InputError: For an unreadable raster, an existing output without ``overwrite``, a model that is not an
+            RGB poppy detector, or tile/overlap/batch values out of range.
+    """
+    t_start = time.perf_counter()
+    _check_spec(spec)
+    tile = int(spec.tile_size if tile is None else tile)
+    if tile < MIN_TILE:
+        raise InputError(f"--tile {tile}: too small; use at least {MIN_TILE} model pixels (e.g. 512)")
+    overlap = tile // 8 if overlap is None else int(overlap)
+    if not 0 <= overlap <= tile // 2:
+        raise InputError(f"--overlap {overlap}: must be between 0 and half the tile ({tile // 2})")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    dev = resolve_device(device)
+
+    own = not isinstance(ds_or_path, rasterio.io.DatasetReader)
+    ds = open_raster(ds_or_path) if own else ds_or_path
+    was_training = model.training
+    try:
+        info = inspect_raster(ds)
+        grid = model_grid(info, spec.gsd_m)
+        if prob_path is None:
+            fd, name = tempfile.mkstemp(prefix=Path(info.path).stem + ".", suffix=".prob.tif")
+            os.close(fd)
+            prob_path, overwrite = Path(name), True
+        prob_path = Path(prob_path)
+
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        footprint, cell = coarse_footprint(ds, info, grid, cell=max(8, tile // 4))
+        timings["footprint"] = time.perf_counter() - t0
+
+        rows = tile_starts(grid.height, tile, overlap)
+        cols = tile_starts(grid.width, tile, overlap)
+        tiles_total = len(rows) * len(cols)
+        tiles = [
+            (r, c)
+            for r in rows
+            for c in cols
+            if window_touches_footprint(Window(col_off=c, row_off=r, width=tile, height=tile), footprint, cell)
+        ]
+        weights = blend_weights(tile, overlap)
+        model.to(dev).eval()
+
+        t_model = t_write = 0.0
+        with ProbRasterWriter(
+            prob_path,
+            height=grid.height,
+            width=grid.width,
+            crs=grid.crs,
+            transform=grid.transform,
+            overwrite=overwrite,
+        ) as writer:
+            strip = _Strip(tile, grid.width, writer, grid.height)
+            reader = _ReadAhead(_tile_batches(ds, info, grid, tiles, tile, batch_size), maxsize=_QUEUE_BATCHES)
+            bar = tqdm(
+                total=len(tiles),
+                unit="tile",
+                desc=Path(info.path).name,
+                disable=not progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            try:
+                for chunk, rgb, valid in reader:
+                    t0 = time.perf_counter()
+                    prob = predict_batch(model, rgb, spec, dev, tta=tta)
+                    t1 = time.perf_counter()
+                    for (r, c), p, v in zip(chunk, prob, valid, strict=True):
+                        strip.add(r, c, p, v, weights)
+                    t_write += time.perf_counter() - t1
+                    t_model += t1 - t0
+                    bar.update(len(chunk))
+                t1 = time.perf_counter()
+                strip.advance(grid.height)
+                t_write += time.perf_counter() - t1
+            finally:
+                bar.close()
+                reader.close()
+            t1 = time.perf_counter()
+        t_write += time.perf_counter() - t1  # closing builds overviews and renames
+        timings.update(read=reader.busy_s, model=t_model, blend_write=t_write)
+        timings["total"] = time.perf_counter() - t_start
+        return PredictResult(
+            prob_path=prob_path,
+            grid=grid,
+            tile=tile,
+            overlap=overlap,
+            tiles_total=tiles_total,
+            tiles_run=len(tiles),
+            tiles_skipped=tiles_total - len(tiles),
+            device=str(dev),
+            tta=tta,
+            timings=timings,
+        )
+    finally:
+        model.train(was_training)
+        if own:
+            ds.close()
