@@ -9,26 +9,34 @@ exactly (model, optimiser, scheduler, every random generator, the epoch) is capt
 from __future__ import annotations
 
 import contextlib
+import csv
 import math
+import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 __all__ = [
+    "CsvLog",
     "EpochStats",
     "autocast_for",
+    "epoch_loader",
     "make_optimizer",
     "restore_training_state",
     "seed_everything",
     "train_one_epoch",
     "training_state",
     "warmup_cosine",
+    "worker_init",
 ]
 
 
@@ -183,3 +191,76 @@ def restore_training_state(
     version, internal, gauss = state["python_rng"]
     random.setstate((version, tuple(internal), gauss))
     return int(state["epoch"])
+
+
+def worker_init(worker_id: int) -> None:
+    """DataLoader worker start-up: single-threaded OpenCV and torch, since the workers already run in parallel
+    (oversubscribed threads make every worker slower, and OpenCV's pool can deadlock after a fork)."""
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)
+
+
+def epoch_loader(
+    dataset: Dataset, batch_size: int, *, workers: int, seed: int, epoch: int, pin_memory: bool = False
+) -> DataLoader:
+    """The batches of one epoch, a function of ``(seed, epoch)`` only.
+
+    Items are read in index order, without a shuffling sampler: each index of a
+    :class:`datasets.chips.ChipDataset` is already an independent random draw from ``(seed, epoch, index)``, so
+    order adds nothing and an epoch replayed after ``--resume`` yields the same batches. The loader's own
+    generator (which seeds worker processes) is derived from ``(seed, epoch)`` too, not from the global RNG.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        worker_init_fn=worker_init if workers > 0 else None,
+        generator=generator,
+        pin_memory=pin_memory,
+        drop_last=False,
+    )
+
+
+class CsvLog:
+    """A CSV log with one row per epoch, safe to continue after ``--resume``.
+
+    Args:
+        path: The CSV file (created with a header on the first row).
+        fields: Column names, in order; rows may leave some empty.
+    """
+
+    def __init__(self, path: str | Path, fields: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.fields = list(fields)
+
+    def rows(self) -> list[dict[str, str]]:
+        """The rows written so far."""
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate(self, last_epoch: int) -> None:
+        """Drop rows after ``last_epoch``: a run interrupted after logging an epoch but before saving its
+        checkpoint replays that epoch on resume, and must not log it twice."""
+        keep = [r for r in self.rows() if int(r["epoch"]) <= last_epoch]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields)
+            writer.writeheader()
+            writer.writerows({k: r.get(k, "") for k in self.fields} for r in keep)
+        os.replace(tmp, self.path)
+
+    def append(self, row: dict[str, object]) -> None:
+        """Append one row (flushed to disk, so a crash loses at most the epoch in progress)."""
+        new = not self.path.is_file()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in self.fields})
+            f.flush()
+            os.fsync(f.fileno())

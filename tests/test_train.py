@@ -1,0 +1,237 @@
+"""train.py end to end on tiny hand-made scenes: outputs, exact resumption, fine-tuning and refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+import torch
+from affine import Affine
+
+import models.training
+import train
+from models.checkpoint import load_checkpoint, load_training_state
+
+UTM = "EPSG:32650"
+GSD = 0.03
+N = 192  # 5.76 m x 5.76 m scenes
+TINY = '{"base_channels": 4, "depth": 2}'
+FAST = [
+    "--arch-args", TINY, "--chip-size", "64", "--chips-per-epoch", "8", "--batch-size", "4", "--workers", "0",
+    "--val-tile", "96", "--device", "cpu", "--seed", "3", "--quiet",
+]  # fmt: skip
+VAL_FIELDS = ("val_threshold", "val_plot_precision", "val_plot_recall", "val_plot_f1", "val_pixel_iou",
+              "val_fp_m2_per_ha", "loss", "lr", "best")  # fmt: skip
+
+
+def write_scene(folder: Path, name: str, squares: list[tuple[int, int, int]], x0: float = 500000.0) -> Path:
+    """A green field with red squares ``(row, col, size)`` in pixels, each labelled as poppy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = np.empty((3, N, N), dtype=np.uint8)
+    rgb[:] = np.array([70, 120, 60], dtype=np.uint8)[:, None, None]
+    transform = Affine(GSD, 0, x0, 0, -GSD, 4000000.0)
+    polys = []
+    for r, c, size in squares:
+        rgb[:, r : r + size, c : c + size] = np.array([220, 40, 40], dtype=np.uint8)[:, None, None]
+        (left, top), (right, bottom) = transform * (c, r), transform * (c + size, r + size)
+        polys.append(shapely.box(left, bottom, right, top))
+    with rasterio.open(
+        folder / f"{name}.tif",
+        "w",
+        driver="GTiff",
+        height=N,
+        width=N,
+        count=3,
+        dtype="uint8",
+        crs=UTM,
+        transform=transform,
+    ) as ds:
+        ds.write(rgb)
+    fc = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": UTM}},
+        "features": [{"type": "Feature", "properties": {"stage": "flowering"},
+                      "geometry": shapely.geometry.mapping(p)} for p in polys],
+    }  # fmt: skip
+    (folder / f"{name}.geojson").write_text(json.dumps(fc))
+    return folder / f"{name}.tif"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    write_scene(folder, "a", [(20, 20, 50), (120, 100, 40)])
+    write_scene(folder, "b", [(60, 60, 60)], x0=500100.0)
+    write_scene(folder, "c", [(30, 110, 45)], x0=500200.0)
+    return folder
+
+
+def run(*argv: str | Path) -> int:
+    return train.main(train.parse_args([str(a) for a in argv]))
+
+
+def log_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_run_writes_log_checkpoints_and_metrics(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run("--data", data, "--out", out, "--epochs", "2", *FAST) == 0
+    rows = log_rows(out)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(r["val_threshold"] and r["val_plot_recall"] and float(r["loss"]) > 0 for r in rows)
+    split = json.loads((out / "split.json").read_text())
+    assert len(split["train"]) == 2 and len(split["val"]) == 1  # one whole orthomosaic held out of three
+    assert not set(split["train"]) & set(split["val"])
+    model, spec = load_checkpoint(out / "best.pt")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert spec.threshold == metrics["best"]["threshold"]
+    assert 0.05 <= spec.threshold <= 0.95
+    assert spec.arch == "fastunet" and spec.arch_args == {"base_channels": 4, "depth": 2}
+    assert spec.gsd_m == 0.03 and spec.name == "run" and len(spec.data_hash) == 64
+    assert spec.train_args["chips_per_epoch"] == 8 and spec.metrics["epoch"] == metrics["best_epoch"]
+    assert spec.metrics["chosen"]["labels"] == 1  # the held-out scene has one plot
+    best_rows = [r for r in rows if r["best"] == "1"]
+    assert best_rows and int(best_rows[-1]["epoch"]) == metrics["best_epoch"]
+    assert (out / "val").is_dir() and load_training_state(out / "last.pt")["epoch"] == 2
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(data: Path, tmp_path: Path, monkeypatch) -> None:
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    assert run("--data", data, "--out", straight, "--epochs", "2", *FAST) == 0
+
+    real = models.training.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # in epoch 2, after one update: Ctrl-C
+
+            def stop(i: int) -> None:
+                raise KeyboardInterrupt
+
+            kwargs["step_hook"] = stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models.training, "train_one_epoch", interrupted)
+    assert run("--data", data, "--out", broken, "--epochs", "2", *FAST) == 130
+    assert load_training_state(broken / "last.pt")["epoch"] == 1 and len(log_rows(broken)) == 1
+    mid = torch.load(broken / "last.pt", weights_only=True)["state_dict"]
+    # as if the crash came after epoch 2 was logged but before its checkpoint was saved: the row must go
+    with open(broken / "log.csv", "a") as f:
+        f.write("2,9.9,0.1,1,1,0.5,0,0,0,0,0,1\n")
+    monkeypatch.setattr(models.training, "train_one_epoch", real)
+    assert run("--out", broken, "--resume", "--quiet") == 0
+
+    a = torch.load(straight / "last.pt", weights_only=True)["state_dict"]
+    b = torch.load(broken / "last.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+    assert any(not torch.allclose(mid[k].float(), b[k].float(), atol=1e-6) for k in b)  # epoch 2 did learn
+    assert [{k: r[k] for k in VAL_FIELDS} for r in log_rows(broken)] == [
+        {k: r[k] for k in VAL_FIELDS} for r in log_rows(straight)
+    ]
+    assert load_checkpoint(broken / "best.pt")[1].threshold == load_checkpoint(straight / "best.pt")[1].threshold
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (straight, broken))
+    assert ma["best"]["chosen"] == mb["best"]["chosen"] and ma["last"]["chosen"] == mb["last"]["chosen"]
+
+
+def test_fine_tune_from_a_checkpoint_with_validation_folder(data: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    assert run("--data", data, "--out", first, "--epochs", "1", *FAST) == 0
+    val = tmp_path / "checked"
+    write_scene(val, "v", [(50, 50, 40)])
+    out = tmp_path / "tuned"
+    args = [a for a in FAST if a not in ("--arch-args", TINY)]  # the architecture comes from --init
+    assert run("--data", data, "--val-data", val, "--init", first / "best.pt", "--gsd", "0.035", "--out", out,
+               "--epochs", "1", "--lr", "1e-4", *args) == 0  # fmt: skip
+    _, spec = load_checkpoint(out / "best.pt")
+    assert spec.arch_args == {"base_channels": 4, "depth": 2} and spec.gsd_m == 0.035 and spec.name == "tuned"
+    assert spec.train_args["arch"] == "fastunet" and spec.train_args["init"] == str(first / "best.pt")
+    split = json.loads((out / "split.json").read_text())
+    assert len(split["train"]) == 3 and split["val"] == [str(val / "v.tif")]
+
+
+def test_synthetic_scenes_are_generated_once_and_mixed_in(data: Path, tmp_path: Path, monkeypatch) -> None:
+    calls = []
+
+    def generate(out_dir: Path, count: int, seed: int, **kw) -> None:
+        """Stands in for datasets.synthetic.generate: NAME.tif + NAME.geojson + NAME.json per scene."""
+        calls.append((Path(out_dir).name, count, seed, kw))
+        for i in range(count):
+            write_scene(Path(out_dir), f"syn{i}", [(40, 40, 30 + 10 * i)], x0=600000.0 + 100 * i)
+            (Path(out_dir) / f"syn{i}.json").write_text(json.dumps({"gsd_m": GSD, "stage": "capsule", "seed": i}))
+
+    fake = types.ModuleType("datasets.synthetic")
+    fake.generate = generate
+    monkeypatch.setitem(sys.modules, "datasets.synthetic", fake)
+    out = tmp_path / "syn"
+    argv = ["--synthetic", "2", "--synthetic-val", "1", "--synthetic-size", "192", "--out", out, "--epochs", "1"]
+    assert run(*argv, *FAST) == 0
+    assert [c[:3] for c in calls] == [("train-n2-seed3-px192", 2, 3), ("val-n1-seed1000006-px192", 1, 1000006)]
+    assert calls[0][3] == {"size": 192}
+    split = json.loads((out / "split.json").read_text())
+    assert [Path(p).name for p in split["train"]] == ["syn0.tif", "syn1.tif"]
+    assert [Path(p).name for p in split["val"]] == ["syn0.tif"] and "val-n1" in split["val"][0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    stage = {r["group"]: r for r in metrics["best"]["by_stage"]}
+    # labels by their own stage (written as "flowering"), the scene's predictions by the sidecar's ("capsule")
+    assert stage["flowering"]["labels"] == 1 and stage["capsule"]["labels"] == 0
+    # a second run into another folder generates again; the same folder with --resume reuses what is there
+    assert run("--out", out, "--resume", "--epochs", "2", "--quiet") == 0
+    assert len(calls) == 2
+    assert len(log_rows(out)) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--data", "{tmp}/missing"], "no such folder"),
+        (["--data", "{tmp}/unlabelled"], "no orthomosaic with labels"),
+        (["--data", "{data}", "--arch-args", "{depth: 3"], "not JSON"),
+        (["--data", "{data}", "--arch", "resnet9000"], "unknown model 'resnet9000'"),
+        (["--data", "{data}", "--epochs", "0"], "--epochs 0"),
+        (["--data", "{data}", "--init", "{tmp}/none.pt"], "no such file"),
+        (["--resume"], "no run to resume"),
+        ([], "give --data DIR"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(data: Path, tmp_path: Path, capsys, argv: list[str], match: str) -> None:
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    with rasterio.open(
+        unlabelled / "x.tif",
+        "w",
+        driver="GTiff",
+        height=8,
+        width=8,
+        count=3,
+        dtype="uint8",
+        crs=UTM,
+        transform=Affine(GSD, 0, 500000, 0, -GSD, 4000000),
+    ) as ds:
+        ds.write(np.zeros((3, 8, 8), dtype=np.uint8))
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{data}", str(data)) for a in argv]
+    assert run(*argv, "--out", tmp_path / "out", "--quiet", "--workers", "0") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and match in err[-1]
+    assert not (tmp_path / "out" / "last.pt").exists()
+
+
+def test_resume_refuses_changed_settings(data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r"
+    assert run("--data", data, "--out", out, "--epochs", "1", *FAST) == 0
+    assert run("--out", out, "--resume", "--lr", "0.5") == 2
+    assert "--lr 0.5: the run in" in capsys.readouterr().err
+    assert run("--data", data, "--out", out, *FAST) == 2  # a new run into a used folder
+    assert "already holds a run" in capsys.readouterr().err
