@@ -4,7 +4,8 @@ Each INPUT (a GeoTIFF/COG/VRT, or a folder of them) is read tile by tile at the 
 model's poppy probability is written as STEM.prob.tif, and plots are written as polygons with a score, a
 geodesic area and a centroid: STEM.geojson (WGS84), STEM.gpkg (the raster's CRS), STEM.kml (Google Earth and
 phone apps), STEM.csv (lat/lon list), STEM.preview.jpg (plots outlined and numbered) and STEM.summary.json
-(what ran, on what, how long).
+(what ran, on what, how long). An orthomosaic more than 3x coarser than the model's ground resolution (e.g. 50
+cm/px against 3 cm/px) is refused rather than upsampled: export it finer, or pass --allow-gsd-mismatch.
 
 Examples:
     # one orthomosaic, the shipped model, all outputs in results/
@@ -69,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated outputs among geojson,gpkg,kml,csv,prob,preview (default all; summary always)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--allow-gsd-mismatch",
+        action="store_true",
+        help="run on orthomosaics more than 3x coarser than the model's GSD (refused by default: the model "
+        "would see blurred, upsampled pixels)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars; only the one-line result per input")
     return parser.parse_args(argv)
 
@@ -95,10 +102,11 @@ def main(args: argparse.Namespace) -> int:
             formats=parse_formats(args.formats),
             overwrite=args.overwrite,
             progress=not args.quiet,
+            allow_gsd_mismatch=args.allow_gsd_mismatch,
         )
         inputs = find_inputs(args.inputs)
         model, spec = load_checkpoint(args.weights, map_location=device)
-        plans = prepare(inputs, options)
+        plans = prepare(inputs, options, spec, warn=lambda m: print("warning: " + m, file=sys.stderr))
         weights = args.weights if args.weights is not None else default_weights_path()
         if not args.quiet:
             print(

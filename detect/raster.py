@@ -8,7 +8,8 @@ rasters get their true ground size rather than their nominal units.
 Windows are read with :func:`read_window`, optionally resampled to the model's GSD, together with the valid
 footprint from GDAL's dataset mask (which unifies an alpha band, a nodata value and an internal mask band).
 A window may reach past the raster's edge: the outside is zero-filled and marked invalid, so callers can tile
-without special cases at the borders.
+without special cases at the borders. :func:`read_footprint` reads the same footprint alone (to skip tiles or
+score valid pixels without decoding colour), and :func:`read_band` one band as stored (the probability raster).
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from rasterio.windows import Window
 
 from detect.errors import InputError
 
-__all__ = ["RasterInfo", "inspect_raster", "open_raster", "read_window", "window_ground_size"]
+__all__ = [
+    "RasterInfo",
+    "inspect_raster",
+    "open_raster",
+    "read_band",
+    "read_footprint",
+    "read_window",
+    "window_ground_size",
+]
 
 _GEOD = Geod(ellps="WGS84")
 _SUPPORTED_DTYPES = ("uint8", "uint16", "float32", "float64")
@@ -177,6 +186,48 @@ def _to_uint8(arr: np.ndarray, dtype: str) -> np.ndarray:
     return np.clip(np.nan_to_num(arr.astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def _placement(
+    ds: rasterio.io.DatasetReader, window: Window, out_h: int, out_w: int
+) -> tuple[Window, tuple[slice, slice]] | None:
+    """Where the part of ``window`` inside the raster lands in an ``out_h x out_w`` result.
+
+    Clips the window to the raster, then maps the clipped part to whole output pixels. Reading the clipped
+    window with a matching out_shape keeps the read in GDAL's fast path (no boundless VRT).
+
+    Returns:
+        ``(src, (rows, cols))``: the source window to read (its extent matches the whole output pixels exactly,
+        so no sub-pixel shift creeps in) and the output slices it fills; ``None`` when nothing of the window
+        lies inside the raster.
+    """
+    win_h, win_w = float(window.height), float(window.width)
+    if win_h <= 0 or win_w <= 0 or out_h <= 0 or out_w <= 0:
+        return None
+    sy, sx = out_h / win_h, out_w / win_w  # output pixels per source pixel
+    r0 = max(0.0, float(window.row_off))
+    c0 = max(0.0, float(window.col_off))
+    r1 = min(float(ds.height), float(window.row_off) + win_h)
+    c1 = min(float(ds.width), float(window.col_off) + win_w)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    or0 = round((r0 - window.row_off) * sy)
+    oc0 = round((c0 - window.col_off) * sx)
+    or1 = round((r1 - window.row_off) * sy)
+    oc1 = round((c1 - window.col_off) * sx)
+    if or1 <= or0 or oc1 <= oc0:
+        return None
+    src = Window(
+        col_off=window.col_off + oc0 / sx,
+        row_off=window.row_off + or0 / sy,
+        width=(oc1 - oc0) / sx,
+        height=(or1 - or0) / sy,
+    )
+    return src, (slice(or0, or1), slice(oc0, oc1))
+
+
+def _out_shape(window: Window, out_shape: tuple[int, int] | None) -> tuple[int, int]:
+    return out_shape if out_shape is not None else (round(float(window.height)), round(float(window.width)))
+
+
 def read_window(
     ds: rasterio.io.DatasetReader,
     info: RasterInfo,
@@ -198,40 +249,93 @@ def read_window(
         ``(rgb, valid)``: ``uint8`` array ``[3, h, w]`` and ``bool`` array ``[h, w]``. Pixels outside the raster
         or outside its footprint are 0 in ``rgb`` and False in ``valid``.
     """
-    win_h, win_w = float(window.height), float(window.width)
-    out_h, out_w = out_shape if out_shape is not None else (round(win_h), round(win_w))
+    out_h, out_w = _out_shape(window, out_shape)
     rgb = np.zeros((3, out_h, out_w), dtype=np.uint8)
     valid = np.zeros((out_h, out_w), dtype=bool)
-    if win_h <= 0 or win_w <= 0 or out_h <= 0 or out_w <= 0:
+    placed = _placement(ds, window, out_h, out_w)
+    if placed is None:
         return rgb, valid
-    sy, sx = out_h / win_h, out_w / win_w  # output pixels per source pixel
-
-    # Clip to the raster, then map the clipped part to whole output pixels. Reading the clipped window with a
-    # matching out_shape keeps the read in GDAL's fast path (no boundless VRT).
-    r0 = max(0.0, float(window.row_off))
-    c0 = max(0.0, float(window.col_off))
-    r1 = min(float(ds.height), float(window.row_off) + win_h)
-    c1 = min(float(ds.width), float(window.col_off) + win_w)
-    if r1 <= r0 or c1 <= c0:
-        return rgb, valid
-    or0 = round((r0 - window.row_off) * sy)
-    oc0 = round((c0 - window.col_off) * sx)
-    or1 = round((r1 - window.row_off) * sy)
-    oc1 = round((c1 - window.col_off) * sx)
-    if or1 <= or0 or oc1 <= oc0:
-        return rgb, valid
-    # Source extent matching the whole output pixels exactly, so no sub-pixel shift creeps in.
-    src = Window(
-        col_off=window.col_off + oc0 / sx,
-        row_off=window.row_off + or0 / sy,
-        width=(oc1 - oc0) / sx,
-        height=(or1 - or0) / sy,
-    )
-    shape = (or1 - or0, oc1 - oc0)
+    src, (rows, cols) = placed
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
     data = ds.read(list(info.rgb_bands), window=src, out_shape=(3, *shape), resampling=resampling)
     mask = ds.dataset_mask(window=src, out_shape=shape, resampling=Resampling.nearest) > 0
     if info.dtype.startswith("float"):
         mask &= np.all(np.isfinite(data), axis=0)
-    rgb[:, or0:or1, oc0:oc1] = np.where(mask, _to_uint8(data, info.dtype), 0)
-    valid[or0:or1, oc0:oc1] = mask
+    rgb[:, rows, cols] = np.where(mask, _to_uint8(data, info.dtype), 0)
+    valid[rows, cols] = mask
     return rgb, valid
+
+
+def read_footprint(
+    ds: rasterio.io.DatasetReader,
+    info: RasterInfo,
+    window: Window,
+    out_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Read only the valid footprint of a window, nearest neighbour, without decoding colour.
+
+    The same footprint :func:`read_window` returns, for callers that need only the mask (skipping tiles,
+    scoring only valid pixels): GDAL's dataset mask (alpha band, nodata value or internal mask band), sampled
+    with nearest neighbour. A decimated read is served from the mask's overviews when the file has them.
+
+    Args:
+        ds: An open raster.
+        info: Its description from :func:`inspect_raster`.
+        window: The window in source pixels; it may extend past the raster's edges and have fractional offsets.
+        out_shape: ``(height, width)`` of the result; ``None`` keeps the window's own size.
+
+    Returns:
+        ``bool`` array ``[h, w]``: True inside the raster and its footprint.
+
+    Note:
+        Float rasters may mark missing pixels as NaN without declaring it as nodata; GDAL's mask does not see
+        those, so for float rasters the colour bands are read too (nearest) to keep this equal to
+        :func:`read_window`'s footprint. Integer rasters read the mask alone.
+    """
+    out_h, out_w = _out_shape(window, out_shape)
+    valid = np.zeros((out_h, out_w), dtype=bool)
+    placed = _placement(ds, window, out_h, out_w)
+    if placed is None:
+        return valid
+    src, (rows, cols) = placed
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    mask = ds.dataset_mask(window=src, out_shape=shape, resampling=Resampling.nearest) > 0
+    if info.dtype.startswith("float"):
+        data = ds.read(list(info.rgb_bands), window=src, out_shape=(3, *shape), resampling=Resampling.nearest)
+        mask &= np.all(np.isfinite(data), axis=0)
+    valid[rows, cols] = mask
+    return valid
+
+
+def read_band(
+    ds: rasterio.io.DatasetReader,
+    band: int,
+    window: Window,
+    out_shape: tuple[int, int] | None = None,
+    resampling: Resampling = Resampling.nearest,
+    fill: float = 0,
+) -> np.ndarray:
+    """Read one band of a window as stored (no colour conversion, no footprint), optionally resampled.
+
+    For single-band rasters such as the probability raster, whose values are read back as they were written.
+
+    Args:
+        ds: An open raster.
+        band: 1-based band index.
+        window: The window in source pixels; it may extend past the raster's edges and have fractional offsets.
+        out_shape: ``(height, width)`` of the result; ``None`` keeps the window's own size.
+        resampling: How values are resampled when ``out_shape`` differs from the window's size.
+        fill: Value of the pixels outside the raster.
+
+    Returns:
+        Array ``[h, w]`` in the band's own dtype.
+    """
+    out_h, out_w = _out_shape(window, out_shape)
+    out = np.full((out_h, out_w), fill, dtype=ds.dtypes[band - 1])
+    placed = _placement(ds, window, out_h, out_w)
+    if placed is None:
+        return out
+    src, (rows, cols) = placed
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    out[rows, cols] = ds.read(band, window=src, out_shape=shape, resampling=resampling)
+    return out

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import rasterio
 import shapely
 from affine import Affine
 from pyproj import Geod, Transformer
@@ -37,8 +38,8 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.polygon import orient
 
 from detect.errors import InputError
-from detect.raster import open_raster, window_ground_size
-from detect.rasterout import threshold_to_uint8, uint8_to_prob
+from detect.raster import open_raster, read_band, window_ground_size
+from detect.rasterout import threshold_to_uint8
 
 __all__ = ["Plot", "VectorParams", "VectorizeResult", "geodesic_area_m2", "vectorize"]
 
@@ -252,7 +253,7 @@ def vectorize(
         for a in range(0, height, strip):
             b = min(a + strip, height)
             e0, e1 = max(0, a - halo), min(height, b + halo)
-            values = ds.read(1, window=Window(col_off=0, row_off=e0, width=width, height=e1 - e0))
+            values = read_band(ds, 1, Window(col_off=0, row_off=e0, width=width, height=e1 - e0))
             binary = values >= cut  # compare encoded values: no full-width float copy of the strip
             cleaned = _clean(binary, open_px, close_px)[a - e0 : b - e0]
             if not cleaned.any():
@@ -304,7 +305,7 @@ def vectorize(
         digits = max(3, len(str(len(candidates))))
         plots: list[Plot] = []
         for i, (part, native, lonlat, area) in enumerate(candidates, start=1):
-            score_mean, score_max = _scores(ds, part)
+            score_mean, score_max = _scores(ds, part, strip)
             cx, cy = native.centroid.x, native.centroid.y
             lon, lat = to_lonlat.transform(cx, cy)
             plots.append(
@@ -335,17 +336,33 @@ def vectorize(
     )
 
 
-def _scores(ds, poly_px: Polygon) -> tuple[float, float]:
-    """Mean and max probability of the pixels whose centres fall inside a pixel-space polygon."""
+def _scores(ds: rasterio.io.DatasetReader, poly_px: Polygon, chunk_rows: int) -> tuple[float, float]:
+    """Mean and max probability of the pixels whose centres fall inside a pixel-space polygon.
+
+    The plot's window is read ``chunk_rows`` rows at a time and values are summed as integers, so a plot as
+    large as the raster (a model that flags a whole field, or everything) costs ``chunk_rows x width``
+    memory, not an array the size of the raster.
+    """
     minx, miny, maxx, maxy = poly_px.bounds
     c0, r0 = max(0, math.floor(minx)), max(0, math.floor(miny))
     c1, r1 = min(ds.width, math.ceil(maxx)), min(ds.height, math.ceil(maxy))
-    values = uint8_to_prob(ds.read(1, window=Window(col_off=c0, row_off=r0, width=c1 - c0, height=r1 - r0)))
-    local = affinity.translate(poly_px, -c0, -r0)
-    inside = geometry_mask([local], out_shape=values.shape, transform=Affine.identity(), invert=True)
-    if not inside.any():  # a sliver narrower than a pixel centre: count every touched pixel
-        inside = geometry_mask(
-            [local], out_shape=values.shape, transform=Affine.identity(), invert=True, all_touched=True
-        )
-    sel = values[inside]
-    return float(sel.mean()), float(sel.max())
+    for all_touched in (False, True):  # a sliver narrower than a pixel centre: count every touched pixel
+        total, count, top = 0, 0, 0
+        for a in range(r0, r1, chunk_rows):
+            b = min(a + chunk_rows, r1)
+            values = read_band(ds, 1, Window(col_off=c0, row_off=a, width=c1 - c0, height=b - a))
+            local = affinity.translate(poly_px, -c0, -a)
+            inside = geometry_mask(
+                [local], out_shape=values.shape, transform=Affine.identity(), invert=True, all_touched=all_touched
+            )
+            sel = values[inside]
+            if sel.size:
+                total += int(sel.sum(dtype=np.int64))
+                count += sel.size
+                top = max(top, int(sel.max()))
+        if count:
+            break
+    if not count:
+        return 0.0, 0.0
+    # Decoded as rasterout encodes (v / 255), in float64: a sum over millions of pixels needs the precision.
+    return total / count / 255.0, top / 255.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,8 @@ from affine import Affine
 from torch import nn
 
 from detect.errors import InputError
-from detect.predict import model_grid, predict_raster, resolve_device
-from detect.raster import inspect_raster, open_raster
+from detect.predict import check_gsd, gsd_ratio, model_grid, predict_raster, resolve_device
+from detect.raster import RasterInfo, inspect_raster, open_raster
 from models.checkpoint import ModelSpec
 
 CRS_UTM = "EPSG:32650"
@@ -290,3 +292,152 @@ def test_truncated_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"cut.tif: reading source pixels .* may be truncated or damaged"):
         predict_raster(path, RedRule(), spec_for(tile=64), prob_path=out, progress=False)
     assert not out.exists() and not (tmp_path / "cut.prob.tif.tmp").exists()
+
+
+# --- refusing rasters far coarser than the model (infer.py --allow-gsd-mismatch) -------------------------------
+
+
+def info_with_gsd(gsd_m: tuple[float, float], path: str = "site.tif") -> RasterInfo:
+    return RasterInfo(
+        path=path,
+        height=10,
+        width=10,
+        count=3,
+        dtype="uint8",
+        crs=rasterio.crs.CRS.from_string(CRS_UTM),
+        transform=Affine(gsd_m[1], 0, 500000.0, 0, -gsd_m[0], 4000000.0),
+        gsd_m=gsd_m,
+        rgb_bands=(1, 2, 3),
+        alpha_band=None,
+        nodata=None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("gsd_m", "model_gsd", "refused"),
+    [
+        ((0.03, 0.03), 0.03, False),  # the model's own GSD
+        ((0.01, 0.01), 0.03, False),  # finer: only downsampled
+        ((0.09, 0.09), 0.03, False),  # exactly 3x: the limit is inclusive
+        ((0.0901, 0.0901), 0.03, True),  # just past 3x
+        ((0.03, 0.12), 0.03, True),  # the coarser axis counts (4x across)
+        ((0.5, 0.5), 0.03, True),  # the real ODM sample: 16.7x
+        ((0.5, 0.5), 0.2, False),  # a coarse model accepts it (2.5x)
+    ],
+)
+def test_check_gsd_table(gsd_m: tuple[float, float], model_gsd: float, refused: bool) -> None:
+    info = info_with_gsd(gsd_m)
+    assert gsd_ratio(info, model_gsd) == pytest.approx(max(gsd_m) / model_gsd)
+    if refused:
+        with pytest.raises(InputError, match=r"--allow-gsd-mismatch"):
+            check_gsd(info, model_gsd)
+        assert check_gsd(info, model_gsd, allow=True) is not None  # a warning instead
+    else:
+        assert check_gsd(info, model_gsd) is None
+        assert check_gsd(info, model_gsd, allow=True) is None
+
+
+def test_check_gsd_message_names_both_gsds_and_the_fix() -> None:
+    info = info_with_gsd((0.5, 0.5), path="odm.tif")
+    with pytest.raises(InputError) as err:
+        check_gsd(info, 0.03)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("odm.tif: ground sample distance 50 cm/px is 16.7x coarser than the model's 3 cm/px")
+    assert "9 cm/px or finer" in msg and "--allow-gsd-mismatch" in msg
+    warning = check_gsd(info, 0.03, allow=True)
+    assert warning is not None and "16.7x" in warning and "\n" not in warning
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A small fastunet with random weights at 3 cm/px, saved like train.py saves one."""
+    from models import build_model
+    from models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    args = {"base_channels": 8, "depth": 2}
+    model = build_model("fastunet", in_channels=3, num_classes=1, **args)
+    save_checkpoint(path, model, ModelSpec(arch="fastunet", arch_args=args, gsd_m=0.03, tile_size=64, name="tiny"))
+    return path
+
+
+def test_prepare_refuses_or_warns_on_coarse_raster(tmp_path: Path) -> None:
+    from detect.pipeline import RunOptions, prepare
+
+    src = write_scene(tmp_path / "coarse.tif", 8, 8, 0.2, None)  # 20 cm/px against a 3 cm/px model
+    with pytest.raises(InputError, match=r"coarse.tif: ground sample distance 20 cm/px is 6.7x coarser"):
+        prepare([src], RunOptions(out_dir=tmp_path / "out"), spec_for(0.03))
+    prepare([src], RunOptions(out_dir=tmp_path / "out"))  # without a spec there is nothing to compare with
+    warnings: list[str] = []
+    plans = prepare(
+        [src], RunOptions(out_dir=tmp_path / "out", allow_gsd_mismatch=True), spec_for(0.03), warn=warnings.append
+    )
+    assert list(plans) == [src]
+    assert len(warnings) == 1 and "6.7x coarser" in warnings[0]
+
+
+def test_infer_refuses_coarse_raster_then_runs_when_allowed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from infer import main, parse_args
+
+    weights = tiny_checkpoint(tmp_path / "tiny.pt")
+    src = write_scene(tmp_path / "coarse.tif", 8, 8, 0.2, (2, 6, 2, 6))
+    out = tmp_path / "out"
+    base = [str(src), "--out", str(out), "--weights", str(weights), "--quiet", "--device", "cpu", "--formats", "csv"]
+    assert main(parse_args(base)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error: ") and "coarse.tif" in err and "--allow-gsd-mismatch" in err
+    assert not out.exists() or not any(out.iterdir())  # refused before writing anything
+
+    assert main(parse_args([*base, "--allow-gsd-mismatch"])) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: ") and "6.7x coarser" in captured.err
+    summary = json.loads((out / "coarse.summary.json").read_text())
+    assert summary["raster"]["gsd_ratio_to_model"] == pytest.approx(0.2 / 0.9996 / 0.03, rel=1e-3)
+    assert summary["raster"]["model_grid"]["width"] == 54  # 8 px x 20 cm = 1.6 m = 53.3 model px, ceil
+    if "GDAL_CACHEMAX" not in os.environ:
+        assert summary["parameters"]["gdal_cachemax_mb"] == 64  # the pipeline's floor for a small raster
+
+
+def test_real_odm_orthophoto_is_refused_with_a_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The real 0.5 m/px OpenDroneMap sample must not be upsampled 16x silently (needs ../shared)."""
+    from infer import main, parse_args
+
+    real = Path(__file__).resolve().parents[2] / "shared/data/real/odm_orthophoto_50cm_utm15n.tif"
+    if not real.exists():
+        pytest.skip("shared test data not present")
+    weights = tiny_checkpoint(tmp_path / "tiny.pt")
+    code = main(parse_args([str(real), "--out", str(tmp_path / "out"), "--weights", str(weights), "--quiet"]))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "odm_orthophoto_50cm_utm15n.tif: ground sample distance 50 cm/px is 16.7x coarser" in err
+    assert "the model's 3 cm/px" in err and "--allow-gsd-mismatch" in err
+
+
+@pytest.mark.parametrize(
+    ("width", "gsd", "tile", "block_rows", "expected_mb"),
+    [
+        (10000, 0.03, 512, 512, 2 * (512 + 512) * 10000 * 4 / 2**20),  # 78 MB: two rows of tiles, RGBA
+        (10000, 0.015, 512, 256, 2 * (1024 + 256) * 10000 * 4 / 2**20),  # a finer source spans more rows
+        (2000, 0.03, 512, 512, 64),  # small rasters get the 64 MB floor
+        (400000, 0.03, 512, 512, 1024),  # very wide ones the 1 GB ceiling
+    ],
+)
+def test_gdal_cache_grows_with_width(
+    monkeypatch: pytest.MonkeyPatch, width: int, gsd: float, tile: int, block_rows: int, expected_mb: float
+) -> None:
+    import dataclasses
+    from types import SimpleNamespace
+
+    from detect.pipeline import gdal_cache_bytes
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    info = dataclasses.replace(info_with_gsd((gsd, gsd)), width=width, height=10 * width, count=4)
+    ds = SimpleNamespace(block_shapes=[(block_rows, 512)] * 4)
+    got = gdal_cache_bytes(ds, info, spec_for(0.03), tile)
+    assert got / 2**20 == pytest.approx(expected_mb, rel=1e-6)
+    # the height (area) plays no part
+    assert gdal_cache_bytes(ds, dataclasses.replace(info, height=width // 10), spec_for(0.03), tile) == got
+    monkeypatch.setenv("GDAL_CACHEMAX", "256")
+    assert gdal_cache_bytes(ds, info, spec_for(0.03), tile) is None  # the user's setting wins

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from detect.errors import InputError
-from detect.raster import inspect_raster, open_raster, read_window
+from detect.raster import inspect_raster, open_raster, read_band, read_footprint, read_window
 
 
 def write_tif(path, data, crs="EPSG:32650", transform=None, nodata=None, alpha=False, dtype=None):
@@ -148,3 +148,87 @@ def test_real_odm_orthophoto():
     assert info.gsd_m[1] == pytest.approx(0.5, rel=0.01)
     assert 0 < valid.mean() < 1  # an irregular footprint: some pixels inside, some outside
     assert rgb[:, ~valid].max() == 0
+
+
+# --- read_footprint / read_band (mask-only and single-band readers) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("window", "out_shape"),
+    [
+        (Window(col_off=0, row_off=0, width=60, height=40), None),  # the whole raster
+        (Window(col_off=-5, row_off=30, width=20, height=20), None),  # past the left and bottom edges
+        (Window(col_off=-30, row_off=-20, width=120, height=80), (20, 30)),  # decimated, padded all round
+        (Window(col_off=2.5, row_off=1.5, width=17, height=13), (26, 34)),  # fractional, upsampled 2x
+        (Window(col_off=100, row_off=0, width=10, height=10), None),  # wholly outside: all False
+    ],
+)
+def test_read_footprint_matches_read_window(tmp_path, window, out_shape):
+    path = write_tif(tmp_path / "a.tif", rgba(), alpha=True)
+    with open_raster(path) as ds:
+        info = inspect_raster(ds)
+        valid = read_footprint(ds, info, window, out_shape)
+        _, expected = read_window(ds, info, window, out_shape, resampling=Resampling.nearest)
+    assert valid.dtype == bool
+    assert valid.shape == (out_shape or (round(window.height), round(window.width)))
+    np.testing.assert_array_equal(valid, expected)
+
+
+def test_read_footprint_values_and_no_colour_read(tmp_path, monkeypatch):
+    path = write_tif(tmp_path / "a.tif", rgba(), alpha=True)
+    with open_raster(path) as ds:
+        info = inspect_raster(ds)
+
+        def no_read(*args, **kwargs):
+            raise AssertionError("read_footprint decoded colour bands")
+
+        monkeypatch.setattr(ds, "read", no_read)  # only the dataset mask may be read
+        valid = read_footprint(ds, info, Window(col_off=-5, row_off=30, width=20, height=20))
+        half = read_footprint(ds, info, Window(0, 0, 60, 40), out_shape=(20, 30))
+    assert not valid[:, :15].any() and valid[:10, 15:].all() and not valid[10:].any()
+    # alpha is 0 in source columns 0-9: output columns 0-4 at half resolution
+    assert not half[:, :5].any() and half[:, 5:].all()
+
+
+def test_read_footprint_float_nan_is_invalid(tmp_path):
+    data = np.full((3, 6, 6), 0.5, dtype=np.float32)
+    data[:, 2, 3] = np.nan  # a hole GDAL's mask does not know about (no nodata declared)
+    path = write_tif(tmp_path / "f.tif", data)
+    with open_raster(path) as ds:
+        info = inspect_raster(ds)
+        valid = read_footprint(ds, info, Window(-1, -1, 8, 8))
+        _, expected = read_window(ds, info, Window(-1, -1, 8, 8))
+    assert valid.sum() == 35 and not valid[3, 4]
+    np.testing.assert_array_equal(valid, expected)
+
+
+@pytest.mark.parametrize(
+    ("window", "out_shape", "fill", "expected"),
+    [
+        # rows 0-2, cols 0-2 of a 4 x 4 raster holding 10 * row + col
+        (Window(0, 0, 3, 3), None, 0, [[0, 1, 2], [10, 11, 12], [20, 21, 22]]),
+        # one pixel past the top-left corner, filled with 255
+        (Window(-1, -1, 3, 3), None, 255, [[255, 255, 255], [255, 0, 1], [255, 10, 11]]),
+        # decimated 2x with nearest: each output pixel takes the source pixel under its centre (1, 3)
+        (Window(0, 0, 4, 4), (2, 2), 0, [[11, 13], [31, 33]]),
+    ],
+)
+def test_read_band(tmp_path, window, out_shape, fill, expected):
+    values = (10 * np.arange(4)[:, None] + np.arange(4)[None, :]).astype(np.uint8)
+    path = tmp_path / "p.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        height=4,
+        width=4,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32650",
+        transform=from_origin(500000, 4000000, 0.03, 0.03),
+    ) as ds:
+        ds.write(values, 1)
+    with rasterio.open(path) as ds:
+        out = read_band(ds, 1, window, out_shape, fill=fill)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, np.array(expected, dtype=np.uint8))

@@ -224,3 +224,27 @@ def test_threshold_to_uint8(threshold: float, cut: int) -> None:
 
     assert threshold_to_uint8(threshold) == cut
     assert cut / 255 >= threshold and (cut - 1) / 255 < threshold
+
+
+def test_scores_the_same_whatever_the_chunking(tmp_path: Path) -> None:
+    from rasterio.features import geometry_mask
+
+    a = canvas()
+    a[10:90, 20:60] = 200  # 80 x 40 px, crossing chunk borders for 7 and 32 rows
+    a[50:90, 20:60] = 230  # the lower half more confident
+    a[60, 30] = 250  # the single highest pixel
+    path = write_prob(tmp_path / "s.tif", a)
+    scores = set()
+    for strip_rows in (7, 32, 1024):  # scores are read in chunks of strip_rows rows
+        res = vectorize(path, VectorParams(strip_rows=strip_rows))
+        assert len(res.plots) == 1
+        scores.add((res.plots[0].score_mean, res.plots[0].score_max))
+    assert len(scores) == 1
+    # the reference: every pixel centre inside the plot, in one piece, on the whole array
+    with rasterio.open(path) as ds:
+        inside = geometry_mask([res.plots[0].geometry], a.shape, ds.transform, invert=True)
+    assert 3100 < inside.sum() <= 3200  # the opening may round the square's corners
+    mean, top = scores.pop()
+    assert mean == pytest.approx(a[inside].mean() / 255, rel=1e-12)
+    assert 200 / 255 < mean < 230 / 255
+    assert top == pytest.approx(250 / 255, rel=1e-12)
