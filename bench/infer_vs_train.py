@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import infer  # noqa: E402
-from detect.evaluate import Scene, evaluate_plot_files  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
+import infer
+from detect.evaluate import Scene, evaluate_plot_files
+from models.checkpoint import load_checkpoint
 
 KEYS = ("plot_precision", "plot_recall", "plot_f1", "pixel_iou", "fp_m2_per_ha", "labels", "found", "preds")
 
@@ -43,8 +43,21 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="infer_vs_train."))
     val = [Path(p) for p in split["val"]]
     t0 = time.perf_counter()
-    argv = [*map(str, val), "--out", str(out), "--weights", str(args.run / "best.pt"), "--formats", "gpkg",
-            "--min-area-m2", str(settings["min_area_m2"]), "--device", args.device, "--overwrite", "--quiet"]
+    argv = [
+        *map(str, val),
+        "--out",
+        str(out),
+        "--weights",
+        str(args.run / "best.pt"),
+        "--formats",
+        "gpkg",
+        "--min-area-m2",
+        str(settings["min_area_m2"]),
+        "--device",
+        args.device,
+        "--overwrite",
+        "--quiet",
+    ]
     if settings.get("val_tile"):
         argv += ["--tile", str(settings["val_tile"])]
     code = infer.main(infer.parse_args(argv))
@@ -55,8 +68,10 @@ def main(args: argparse.Namespace) -> int:
     report = evaluate_plot_files(pairs, gsd_m=spec.gsd_m, threshold=spec.threshold)
     ours = report.to_dict()["chosen"]
     theirs = metrics["best"]["chosen"]
-    print(f"run {args.run} (best epoch {metrics['best_epoch']}), {len(val)} validation orthomosaics, "
-          f"threshold {spec.threshold}; infer.py took {seconds:.1f} s")
+    print(
+        f"run {args.run} (best epoch {metrics['best_epoch']}), {len(val)} validation orthomosaics, "
+        f"threshold {spec.threshold}; infer.py took {seconds:.1f} s"
+    )
     print(f"{'metric':<16}{'train.py':>12}{'infer.py':>12}{'ratio':>8}")
     for k in KEYS:
         a, b = theirs.get(k), ours.get(k)
