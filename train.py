@@ -21,10 +21,21 @@ Examples:
     # continue an interrupted run exactly where its last finished epoch left it
     python train.py --out runs/county-2025 --resume
 
+    # pretrain on the land cover of a public aerial data set on disk, then fine-tune on poppy from it
+    python train.py --pretrain agriculture-vision:/data/Agriculture-Vision-2021 --out runs/pre-av --epochs 10
+    python train.py --data data/labelled --synthetic 200 --init runs/pre-av/best.pt --out runs/poppy-av
+
+    # a fifth of the chips poppy-free public farmland (labelled 0 where valid, ignored elsewhere)
+    python train.py --data data/labelled --negatives loveda-rural:/data/LoveDA --negative-share 0.2 --out runs/neg
+
 Outputs in --out: best.pt (the checkpoint for infer.py --weights), last.pt (with the optimiser state, for
 --resume), log.csv (one row per epoch), metrics.json (validation of the best and last epochs), split.json
 (which orthomosaics trained and which validated), settings.json, val/NAME.prob.tif (last validation's
-probabilities).
+probabilities). A --pretrain run writes the same files, with per-class IoU on fixed validation chips in place
+of plot metrics (best.pt is the best mean IoU) and no val/ rasters.
+
+Public data sets (NAME[@GSD]:PATH, read in their publishers' layout, never downloaded): agriculture-vision,
+loveda, loveda-rural, loveda-urban, landcover.ai, synthetic-landcover; see datasets/public/.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from detect.errors import InputError, PoppyError
 
 # Settings that may differ when a run is resumed: they change how it runs, not what it learns.
 RESUMABLE = ("epochs", "val_every", "device", "workers", "quiet")
+POPPY_CLASSES = ("background", "poppy")
 DEFAULTS: dict[str, Any] = {
     "data": None,
     "val_data": None,
@@ -60,6 +72,10 @@ DEFAULTS: dict[str, Any] = {
     "synthetic": 0,
     "synthetic_val": 0,
     "synthetic_size": 1024,  # px per synthetic scene side: 30 m at 3 cm, room for several plots
+    "pretrain": None,  # NAME:PATH of a public data set: land-cover pretraining instead of poppy training
+    "negatives": None,  # NAME:PATH of a public data set whose valid pixels are mixed in as poppy-free chips
+    "negative_share": 0.2,  # a fifth of the chips real farmland without poppy; the rest keep the plot balance
+    "val_chips": 200,  # fixed validation chips of a --pretrain run: ~7 ha at 256 px and 3 cm, seconds on a CPU
     "val_fraction": 0.2,
     "val_every": 1,
     "val_tile": None,  # None: the model's tile size
@@ -74,6 +90,7 @@ LOG_FIELDS = (
     "epoch", "loss", "lr", "chips_per_s", "seconds", "val_threshold", "val_plot_precision", "val_plot_recall",
     "val_plot_f1", "val_pixel_iou", "val_fp_m2_per_ha", "best",
 )  # fmt: skip
+PRETRAIN_LOG_FIELDS = ("epoch", "loss", "lr", "chips_per_s", "seconds", "val_miou", "val_pixel_accuracy", "best")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,6 +120,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synthetic", type=int, help="generate N synthetic training scenes into OUT/synthetic/")
     p.add_argument("--synthetic-val", type=int, help="generate N synthetic validation scenes")
     p.add_argument("--synthetic-size", type=int, help=f"synthetic scene side in px (default {d['synthetic_size']})")
+    p.add_argument("--pretrain", help="pretrain on land cover of a public data set, NAME[@GSD]:PATH (see below)")
+    p.add_argument("--negatives", help="mix in poppy-free chips of a public data set, NAME[@GSD]:PATH")
+    p.add_argument("--negative-share", type=float, help="share of chips from --negatives (default 0.2)")
+    p.add_argument("--val-chips", type=int, help=f"validation chips of a --pretrain run (default {d['val_chips']})")
     p.add_argument("--val-fraction", type=float, help="share of --data orthomosaics held out (default 0.2)")
     p.add_argument("--val-every", type=int, help="validate every N epochs (default 1; the last epoch always)")
     p.add_argument("--val-tile", type=int, help="validation tile size in model pixels (default: the model's)")
@@ -125,6 +146,11 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("data", "val_data", "init"):
         if key in given and not (key == "init" and given[key] == "default"):
             given[key] = str(Path(given[key]).resolve())
+    for key in ("pretrain", "negatives"):
+        if key in given:
+            from datasets.public import normalise_spec
+
+            given[key] = normalise_spec(given[key], f"--{key}")
     settings_path = args.out / "settings.json"
     if args.resume:
         if not (args.out / "last.pt").is_file() or not settings_path.is_file():
@@ -136,7 +162,8 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
                     f"--{key.replace('_', '-')} {value}: the run in {args.out} used {saved.get(key)}; "
                     "drop the flag to resume, or start a new run with another --out"
                 )
-        settings = {**saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
+        # Defaults first: a run saved before a setting existed resumes with that setting's default.
+        settings = {**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
     else:
         if (args.out / "last.pt").exists():
             raise InputError(f"{args.out} already holds a run; pass --resume to continue it, or choose another --out")
@@ -154,7 +181,20 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
         (s["val_every"] >= 1, f"--val-every {s['val_every']}: must be at least 1"),
         (s["workers"] >= 0, f"--workers {s['workers']}: must be 0 or more"),
         (s["min_area_m2"] >= 0, f"--min-area-m2 {s['min_area_m2']}: must be 0 or more"),
-        (s["data"] is not None or s["synthetic"] > 0, "give --data DIR (labelled orthomosaics) or --synthetic N"),
+        (0 < s["negative_share"] < 1, f"--negative-share {s['negative_share']}: must be between 0 and 1 (e.g. 0.2)"),
+        (s["val_chips"] >= 1, f"--val-chips {s['val_chips']}: must be at least 1"),
+        ("negative_share" not in given or s["negatives"] is not None, "--negative-share needs --negatives NAME:PATH"),
+        ("val_chips" not in given or s["pretrain"] is not None, "--val-chips applies to --pretrain runs only"),
+        (
+            s["pretrain"] is None
+            or not any(s[k] for k in ("data", "val_data", "synthetic", "synthetic_val", "negatives")),
+            "--pretrain trains land cover on the public data set alone; drop --data/--val-data/--synthetic/"
+            "--negatives, then fine-tune on poppy with --init OUT/best.pt",
+        ),
+        (
+            s["data"] is not None or s["synthetic"] > 0 or s["pretrain"] is not None,
+            "give --data DIR (labelled orthomosaics), --synthetic N or --pretrain DATASET:PATH",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -232,13 +272,21 @@ def split_scenes(s: dict[str, Any], out: Path, resume: bool) -> tuple[list, list
     return train, val, rule
 
 
-def build_model_and_spec(s: dict[str, Any], out: Path, resume: bool) -> tuple[Any, Any]:
-    """The network and its spec: resumed, fine-tuned from ``--init`` (its settings carried over), or new."""
+def build_model_and_spec(
+    s: dict[str, Any], out: Path, resume: bool, classes: tuple[str, ...] = POPPY_CLASSES
+) -> tuple[Any, Any]:
+    """The network and its spec: resumed, fine-tuned from ``--init`` (its settings carried over), or new.
+
+    An ``--init`` checkpoint with other classes (a ``--pretrain`` land-cover run, or the poppy model for a
+    pretraining run) initialises a new network of its architecture for ``classes``: every tensor matching in name
+    and shape is copied (encoder, decoder, batch-norm statistics); the head starts afresh.
+    """
     import dataclasses
 
     from models import build_model
-    from models.checkpoint import ModelSpec, load_checkpoint
+    from models.checkpoint import ModelSpec, load_checkpoint, load_pretrained_into
 
+    outputs = 1 if len(classes) == 2 else len(classes)  # as ModelSpec.num_outputs: one logit for a binary model
     if resume:
         model, spec = load_checkpoint(out / "last.pt")
     elif s["init"] is not None:
@@ -250,11 +298,17 @@ def build_model_and_spec(s: dict[str, Any], out: Path, resume: bool) -> tuple[An
                 f"{init.arch_args}; drop --arch/--arch-args to fine-tune it, or drop --init to train a new network"
             )
         spec = dataclasses.replace(init, gsd_m=s["gsd"] or init.gsd_m, metrics={}, sha256="")
+        if tuple(init.classes) != tuple(classes):
+            model = build_model(init.arch, in_channels=len(init.bands), num_classes=outputs, **init.arch_args)
+            report = load_pretrained_into(model, s["init"])
+            spec = dataclasses.replace(spec, classes=tuple(classes), threshold=0.5)
+            if not s["quiet"]:
+                print(report.summary())
         s["arch"], s["arch_args"] = init.arch, json.dumps(init.arch_args)  # recorded as what was trained
     else:
         arch_args = json.loads(s["arch_args"])
-        model = build_model(s["arch"], in_channels=3, num_classes=1, **arch_args)
-        spec = ModelSpec(arch=s["arch"], arch_args=arch_args, gsd_m=s["gsd"] or 0.03)
+        model = build_model(s["arch"], in_channels=3, num_classes=outputs, **arch_args)
+        spec = ModelSpec(arch=s["arch"], arch_args=arch_args, gsd_m=s["gsd"] or 0.03, classes=tuple(classes))
     return model.train(), dataclasses.replace(spec, name=s["name"], train_args=dict(s))
 
 
@@ -282,18 +336,9 @@ def _train(args: argparse.Namespace) -> int:
     from datasets.transforms import train_augment
     from detect.evaluate import DEFAULT_THRESHOLDS, evaluate_scenes
     from detect.predict import resolve_device
-    from models.checkpoint import data_hash, load_training_state, normalise, save_checkpoint
+    from models.checkpoint import data_hash, normalise, save_checkpoint
     from models.losses import DiceFocalLoss
-    from models.training import (
-        CsvLog,
-        epoch_loader,
-        make_optimizer,
-        restore_training_state,
-        seed_everything,
-        train_one_epoch,
-        training_state,
-        warmup_cosine,
-    )
+    from models.training import CsvLog, epoch_loader, seed_everything, train_one_epoch, training_state
 
     out: Path = args.out.resolve()  # split.json records absolute paths: a resume may start elsewhere
     s = resolve_settings(args)
@@ -302,6 +347,8 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - s["workers"]))
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(s["seed"])  # before the network is built: the initial weights follow the seed
+    if s["pretrain"] is not None:
+        return _pretrain(args, s, out, device)
 
     train_scenes, val_scenes, rule = split_scenes(s, out, args.resume)
     model, spec = build_model_and_spec(s, out, args.resume)
@@ -320,24 +367,15 @@ def _train(args: argparse.Namespace) -> int:
         seed=s["seed"],
         transform=train_augment(),
     )
-    steps = math.ceil(s["chips_per_epoch"] / s["batch_size"])
-    total_steps = s["epochs"] * steps
-    optimizer = make_optimizer(model, s["lr"], s["weight_decay"])
-    # Warm-up of 5 % of the run (at most 500 steps): AdamW's first moment estimates are noisy.
-    scheduler = warmup_cosine(optimizer, max(1, min(500, total_steps // 20)), total_steps)
+    say = (lambda *a: None) if s["quiet"] else print
+    if s["negatives"] is not None:
+        dataset, negatives_hash, described = with_negatives(dataset, s, spec.gsd_m)
+        spec = dataclasses.replace(spec, data_hash=data_hash_of(spec.data_hash, negatives_hash))
+        say(f"negatives: {s['negative_share']:.0%} of the chips from {described}")
+    optimizer, scheduler, total_steps = _optimiser(model, s)
     criterion = DiceFocalLoss()
     log = CsvLog(out / "log.csv", LOG_FIELDS)
-
-    start, best_score, best_epoch, best_metrics = 0, (-math.inf, -math.inf), 0, None
-    if args.resume:
-        state = load_training_state(out / "last.pt")  # on the CPU: RNG states must stay there
-        start = restore_training_state(state, optimizer, scheduler)
-        best_score, best_epoch = tuple(float(v) for v in state["best_score"]), int(state["best_epoch"])
-        best_metrics = state.get("best_metrics")
-        if state.get("total_steps") != total_steps:
-            logging.warning("--epochs changed from the resumed run: the learning-rate schedule is stretched")
-        log.truncate(start)
-    say = (lambda *a: None) if s["quiet"] else print
+    start, best_score, best_epoch, best_metrics = _resume_state(args, out, optimizer, scheduler, total_steps, log, 2)
     say(f"{len(train_scenes)} training and {len(val_scenes)} validation orthomosaics ({rule}); device {device}")
 
     last_metrics = None
@@ -379,6 +417,140 @@ def _train(args: argparse.Namespace) -> int:
                 row["best"] = 1
                 line += " (best)"
                 (out / "best_table.txt").write_text(report.table(sweep=True) + "\n")
+            _write_json(out / "metrics.json", {"best_epoch": best_epoch, "best": best_metrics, "last": last_metrics})
+        log.append(row)
+        state = training_state(
+            optimizer, scheduler, epoch, best_score=list(best_score), best_epoch=best_epoch, best_metrics=best_metrics,
+            total_steps=total_steps,
+        )  # fmt: skip
+        save_checkpoint(out / "last.pt", model, spec, extra=state)
+        say(line)
+    if best_metrics is not None and (out / "best_table.txt").is_file():
+        say(f"best epoch {best_epoch}, saved to {out / 'best.pt'}:\n" + (out / "best_table.txt").read_text())
+    return 0
+
+
+def with_negatives(chips: Any, s: dict[str, Any], gsd_m: float) -> tuple[Any, str, str]:
+    """Poppy chips with ``--negatives`` mixed in at ``--negative-share``: ``(dataset, fingerprint, description)``."""
+    from datasets.public import MixedChipDataset, PublicChipDataset, open_public
+    from datasets.transforms import train_augment
+
+    source = open_public(s["negatives"], "--negatives")
+    tiles = source.negative_tiles()
+    negatives = PublicChipDataset(
+        source, tiles, target_gsd_m=gsd_m, chip_size=s["chip_size"], chips_per_epoch=s["chips_per_epoch"],
+        labels="negative", scale_jitter=s["scale_jitter"], seed=s["seed"], transform=train_augment(),
+    )  # fmt: skip
+    mixed = MixedChipDataset(chips, negatives, s["negative_share"], s["seed"])
+    return mixed, source.fingerprint(tiles), source.describe()
+
+
+def data_hash_of(*parts: str) -> str:
+    """One SHA-256 over several data hashes (poppy scenes and public negatives)."""
+    import hashlib
+
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _optimiser(model: Any, s: dict[str, Any]) -> tuple[Any, Any, int]:
+    """AdamW and its schedule for the whole run: ``(optimizer, scheduler, total_steps)``."""
+    from models.training import make_optimizer, warmup_cosine
+
+    total_steps = s["epochs"] * math.ceil(s["chips_per_epoch"] / s["batch_size"])
+    optimizer = make_optimizer(model, s["lr"], s["weight_decay"])
+    # Warm-up of 5 % of the run (at most 500 steps): AdamW's first moment estimates are noisy.
+    scheduler = warmup_cosine(optimizer, max(1, min(500, total_steps // 20)), total_steps)
+    return optimizer, scheduler, total_steps
+
+
+def _resume_state(
+    args: argparse.Namespace, out: Path, optimizer: Any, scheduler: Any, total_steps: int, log: Any, n_score: int
+) -> tuple[int, tuple[float, ...], int, dict | None]:
+    """``(last finished epoch, best score, best epoch, best metrics)``: a new run's, or restored on ``--resume``
+    (optimiser, schedule and random generators included; log rows after the last checkpoint dropped)."""
+    from models.checkpoint import load_training_state
+    from models.training import restore_training_state
+
+    if not args.resume:
+        return 0, (-math.inf,) * n_score, 0, None
+    state = load_training_state(out / "last.pt")  # on the CPU: RNG states must stay there
+    start = restore_training_state(state, optimizer, scheduler)
+    if state.get("total_steps") != total_steps:
+        logging.warning("--epochs changed from the resumed run: the learning-rate schedule is stretched")
+    log.truncate(start)
+    best_score = tuple(float(v) for v in state["best_score"])
+    return start, best_score, int(state["best_epoch"]), state.get("best_metrics")
+
+
+def _pretrain(args: argparse.Namespace, s: dict[str, Any], out: Path, device: Any) -> int:
+    """Land-cover pretraining on a public data set (``--pretrain``): multi-class chips at the model's GSD,
+    validated by per-class IoU on fixed chips of held-out tiles; ``best.pt`` then initialises a poppy run
+    (``--init``)."""
+    import dataclasses
+    import functools
+
+    from datasets.public import PublicChipDataset, open_public, pretraining_split
+    from datasets.transforms import train_augment
+    from detect.evaluate import evaluate_chips
+    from models.checkpoint import normalise, save_checkpoint
+    from models.losses import MultiClassDiceCELoss
+    from models.training import CsvLog, epoch_loader, train_one_epoch, training_state
+
+    source = open_public(s["pretrain"], "--pretrain")
+    train_tiles, val_tiles, rule = pretraining_split(source, s["val_fraction"], s["seed"])
+    model, spec = build_model_and_spec(s, out, args.resume, classes=source.classes)
+    if tuple(spec.classes) != source.classes:
+        raise InputError(f"--resume: the run in {out} learnt other classes than {source.title} has now")
+    (out / "settings.json").write_text(json.dumps(s, indent=2))
+    split = {"rule": rule, "data_set": source.describe(), "train_tiles": len(train_tiles),
+             "val_tiles": len(val_tiles), "val_groups": sorted({t.group for t in val_tiles})}  # fmt: skip
+    (out / "split.json").write_text(json.dumps(split, indent=2))
+    model.to(device)
+    spec = dataclasses.replace(spec, data_hash=source.fingerprint(train_tiles))
+    common = {"target_gsd_m": spec.gsd_m, "chip_size": s["chip_size"], "labels": "landcover"}
+    dataset = PublicChipDataset(
+        source, train_tiles, chips_per_epoch=s["chips_per_epoch"], scale_jitter=s["scale_jitter"], seed=s["seed"],
+        transform=train_augment(), **common,
+    )  # fmt: skip
+    val_set = PublicChipDataset(source, val_tiles, chips_per_epoch=s["val_chips"], seed=s["seed"] + 1, **common)
+    optimizer, scheduler, total_steps = _optimiser(model, s)
+    criterion = MultiClassDiceCELoss()
+    log = CsvLog(out / "log.csv", PRETRAIN_LOG_FIELDS)
+    start, best_score, best_epoch, best_metrics = _resume_state(args, out, optimizer, scheduler, total_steps, log, 1)
+    say = (lambda *a: None) if s["quiet"] else print
+    say(f"{source.describe()}\n{len(train_tiles)} training and {len(val_tiles)} validation tiles ({rule}); "
+        f"{len(spec.classes)} classes at {spec.gsd_m * 100:g} cm/px; device {device}")  # fmt: skip
+    for note in dataset.warnings:
+        say(note)
+
+    last_metrics = None
+    for epoch in range(start + 1, s["epochs"] + 1):
+        dataset.set_epoch(epoch)
+        loader = epoch_loader(
+            dataset, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=epoch,
+            pin_memory=device.type == "cuda",
+        )  # fmt: skip
+        stats = train_one_epoch(
+            model, loader, criterion, optimizer, scheduler, device, functools.partial(normalise, spec=spec),
+            progress=not s["quiet"], desc=f"epoch {epoch}/{s['epochs']}", total=len(loader),
+        )  # fmt: skip
+        row: dict[str, Any] = {
+            "epoch": epoch, "loss": f"{stats.loss:.6f}", "lr": f"{stats.lr:.6g}",
+            "chips_per_s": f"{stats.chips_per_s:.2f}", "seconds": f"{stats.seconds:.1f}", "best": 0,
+        }  # fmt: skip
+        line = f"epoch {epoch}/{s['epochs']}: loss {stats.loss:.4f}, {stats.chips_per_s:.1f} chips/s"
+        if epoch % s["val_every"] == 0 or epoch == s["epochs"]:
+            val_loader = epoch_loader(val_set, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=0)
+            report = evaluate_chips(model, spec, val_loader, device)
+            row.update({"val_miou": f"{report.miou:.6f}", "val_pixel_accuracy": f"{report.pixel_accuracy:.6f}"})
+            last_metrics = {"epoch": epoch, **report.to_dict()}
+            line += f" | val mIoU {report.miou:.3f}, pixel accuracy {report.pixel_accuracy:.3f}"
+            if report.score > best_score:
+                best_score, best_epoch, best_metrics = report.score, epoch, last_metrics
+                save_checkpoint(out / "best.pt", model, dataclasses.replace(spec, metrics=best_metrics))
+                row["best"] = 1
+                line += " (best)"
+                (out / "best_table.txt").write_text(report.table() + "\n")
             _write_json(out / "metrics.json", {"best_epoch": best_epoch, "best": best_metrics, "last": last_metrics})
         log.append(row)
         state = training_state(

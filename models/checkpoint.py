@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,12 @@ from models.registry import build_model, list_models
 __all__ = [
     "FORMAT_VERSION",
     "ModelSpec",
+    "TransferReport",
     "data_hash",
     "default_weights_path",
     "file_sha256",
     "load_checkpoint",
+    "load_pretrained_into",
     "load_training_state",
     "normalise",
     "poppy_probability",
@@ -244,6 +246,89 @@ def load_checkpoint(
         ) from exc
     model.to(map_location).eval()
     return model, spec
+
+
+@dataclass(frozen=True)
+class TransferReport:
+    """What :func:`load_pretrained_into` copied.
+
+    Attributes:
+        source: Where the weights came from (a path, or ``"state_dict"``).
+        copied: Names of the model's tensors overwritten with the source's.
+        reshaped: ``(name, source shape, model shape)`` of tensors left as initialised because the shapes differ
+            (a classification head with another number of classes).
+        missing: Names of the model's tensors the source lacks (left as initialised).
+        unexpected: Names of the source's tensors the model lacks (not used).
+    """
+
+    source: str
+    copied: tuple[str, ...]
+    reshaped: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+
+    def summary(self) -> str:
+        """One line for the log: counts, and the tensors left as initialised."""
+        total = len(self.copied) + len(self.reshaped) + len(self.missing)
+        kept = [f"{n} {tuple(a)}->{tuple(b)}" for n, a, b in self.reshaped] + list(self.missing)
+        tail = f"; initialised afresh: {', '.join(kept)}" if kept else ""
+        return f"transferred {len(self.copied)} of {total} tensors from {self.source}{tail}"
+
+
+def load_pretrained_into(
+    model: nn.Module,
+    checkpoint: str | Path | Mapping[str, torch.Tensor] | nn.Module | None,
+    *,
+    strict: bool = False,
+) -> TransferReport:
+    """Copy every tensor of a checkpoint whose name and shape match into ``model``; leave the rest as they are.
+
+    This is how an encoder (and whatever else transfers: decoder, batch-norm statistics) pretrained on land cover
+    initialises the poppy model: the same network with a 1-logit head instead of a K-class one, so only the head
+    differs in shape and starts afresh.
+
+    Args:
+        model: The network to initialise (modified in place).
+        checkpoint: A checkpoint path (``None``/``"default"`` for the shipped model), a ``state_dict`` or a module.
+        strict: Raise unless every tensor of ``model`` is copied.
+
+    Returns:
+        What was copied and what was not.
+
+    Raises:
+        InputError: If the checkpoint cannot be read, nothing matches (another architecture), or ``strict`` and
+            something does not.
+    """
+    if isinstance(checkpoint, nn.Module):
+        source, src = "module", checkpoint.state_dict()
+    elif isinstance(checkpoint, Mapping):
+        source, src = "state_dict", dict(checkpoint)
+    else:
+        p = _resolve(checkpoint)
+        source, src = str(p), _read(p, "cpu")["state_dict"]
+    own = model.state_dict()
+    copied, reshaped, missing = [], [], []
+    update = {}
+    for name, tensor in own.items():
+        if name not in src:
+            missing.append(name)
+        elif tuple(src[name].shape) != tuple(tensor.shape):
+            reshaped.append((name, tuple(src[name].shape), tuple(tensor.shape)))
+        else:
+            update[name] = src[name].to(dtype=tensor.dtype)
+            copied.append(name)
+    report = TransferReport(
+        source, tuple(copied), tuple(reshaped), tuple(missing), tuple(n for n in src if n not in own)
+    )
+    if not any(own[n].ndim > 0 for n in copied):  # scalars (batch-norm step counters) match any network
+        raise InputError(
+            f"weights {source}: no tensor matches the network by name and shape; pretrain with the same --arch "
+            "and --arch-args as the model it should initialise"
+        )
+    if strict and (reshaped or missing):
+        raise InputError(f"weights {source}: not every tensor transfers ({report.summary()})")
+    model.load_state_dict(update, strict=False)
+    return report
 
 
 def load_training_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -235,3 +235,99 @@ def test_resume_refuses_changed_settings(data: Path, tmp_path: Path, capsys) -> 
     assert "--lr 0.5: the run in" in capsys.readouterr().err
     assert run("--data", data, "--out", out, *FAST) == 2  # a new run into a used folder
     assert "already holds a run" in capsys.readouterr().err
+
+
+# --- public data sets: land-cover pretraining, --init transfer, negatives --------------------------------------
+
+
+def test_pretrain_on_land_cover_then_init_transfers_the_encoder(data: Path, tmp_path: Path) -> None:
+    from datasets.scene.items import LANDCOVER
+    from tests.test_public import write_synthetic
+
+    lc = tmp_path / "lc"
+    for i in range(3):
+        write_synthetic(lc, f"s{i}", x0=500000.0 + 100 * i)
+    pre = tmp_path / "pre"
+    assert run("--pretrain", f"synthetic-landcover:{lc}", "--out", pre, "--epochs", "1", "--val-chips", "4", *FAST) == 0
+    rows = log_rows(pre)
+    assert [r["epoch"] for r in rows] == ["1"] and 0 <= float(rows[0]["val_miou"]) <= 1 and rows[0]["best"] == "1"
+    model, spec = load_checkpoint(pre / "best.pt")
+    assert spec.classes == tuple(LANDCOVER[k] for k in range(1, 16)) and spec.num_outputs == 15
+    metrics = json.loads((pre / "metrics.json").read_text())
+    assert [c["class"] for c in metrics["best"]["classes"]] == list(spec.classes)
+    assert "held out 1 of 3 scenes" in json.loads((pre / "split.json").read_text())["rule"]
+    assert "mean IoU" in (pre / "best_table.txt").read_text()
+
+    # --init from it: the same network with a 1-logit head; everything but the head is the pretrained tensors
+    s = train.resolve_settings(train.parse_args(["--data", str(data), "--init", str(pre / "best.pt"),
+                                                 "--out", str(tmp_path / "p"), "--quiet"]))  # fmt: skip
+    poppy, pspec = train.build_model_and_spec(s, tmp_path / "p", resume=False)
+    assert pspec.classes == ("background", "poppy") and pspec.num_outputs == 1 and pspec.arch_args == spec.arch_args
+    a, b = poppy.state_dict(), model.state_dict()
+    assert torch.equal(a["net.inc.0.0.weight"], b["net.inc.0.0.weight"])
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("net.head."))
+    assert a["net.head.weight"].shape[0] == 1 and b["net.head.weight"].shape[0] == 15
+
+    out = tmp_path / "poppy"
+    args = [x for x in FAST if x not in ("--arch-args", TINY)]  # the architecture comes from --init
+    assert run("--data", data, "--init", pre / "best.pt", "--out", out, "--epochs", "1", *args) == 0
+    _, final = load_checkpoint(out / "best.pt")
+    assert final.classes == ("background", "poppy") and 0.05 <= final.threshold <= 0.95
+    assert final.train_args["init"] == str(pre / "best.pt")
+
+
+def test_pretrain_run_resumes(tmp_path: Path) -> None:
+    from tests.test_public import write_synthetic
+
+    lc = tmp_path / "lc"
+    for i in range(2):
+        write_synthetic(lc, f"s{i}", x0=500000.0 + 100 * i)
+    out = tmp_path / "pre"
+    assert run("--pretrain", f"synthetic-landcover:{lc}", "--out", out, "--epochs", "1", "--val-chips", "4", *FAST) == 0
+    assert run("--out", out, "--resume", "--epochs", "2", "--quiet") == 0
+    assert [r["epoch"] for r in log_rows(out)] == ["1", "2"] and load_training_state(out / "last.pt")["epoch"] == 2
+
+
+def test_negatives_from_a_public_set_are_mixed_into_poppy_chips(data: Path, tmp_path: Path, monkeypatch) -> None:
+    from tests.test_public import write_loveda
+
+    root = tmp_path / "LoveDA"
+    write_loveda(root, "Train", "Rural", "1366")
+    seen = {}
+    real = train.with_negatives
+
+    def spy(chips, s, gsd_m):
+        seen["result"] = real(chips, s, gsd_m)
+        return seen["result"]
+
+    monkeypatch.setattr(train, "with_negatives", spy)
+    out = tmp_path / "neg"
+    argv = ["--data", data, "--negatives", f"loveda-rural:{root}", "--negative-share", "0.5", "--out", out]
+    assert run(*argv, "--epochs", "1", *FAST) == 0
+    mixed, fingerprint, described = seen["result"]
+    assert mixed.share == 0.5 and len(mixed) == 8 and "LoveDA Rural" in described and len(fingerprint) == 64
+    negatives = [i for i in range(8) if mixed.is_negative(i)]
+    assert negatives and all(1 not in mixed[i][1] for i in negatives)  # public chips are never poppy
+    assert json.loads((out / "settings.json").read_text())["negatives"] == f"loveda-rural:{root.resolve()}"
+    assert len(load_checkpoint(out / "best.pt")[1].data_hash) == 64
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--pretrain", "imagenet:/x"], "unknown data set 'imagenet'"),
+        (["--pretrain", "loveda:{tmp}/missing"], "no such folder"),
+        (["--pretrain", "synthetic-landcover:{tmp}", "--data", "{data}"], "--pretrain trains land cover"),
+        (["--pretrain", "synthetic-landcover:{tmp}"], "--landcover"),
+        (["--data", "{data}", "--negatives", "loveda:{tmp}"], "not a LoveDA folder"),
+        (["--data", "{data}", "--negatives", "loveda:{tmp}", "--negative-share", "1.5"], "--negative-share 1.5"),
+        (["--data", "{data}", "--negative-share", "0.3"], "--negative-share needs --negatives"),
+        (["--data", "{data}", "--val-chips", "10"], "--val-chips applies to --pretrain runs only"),
+    ],
+)
+def test_bad_public_data_arguments_exit_2(data: Path, tmp_path: Path, capsys, argv: list[str], match: str) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{data}", str(data)) for a in argv]
+    assert run(*argv, "--out", tmp_path / "out", *FAST) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and match in err[-1]
+    assert not (tmp_path / "out" / "last.pt").exists()
