@@ -162,7 +162,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec, *, extr
         payload["extra"] = _plain(extra) if not isinstance(extra, dict) else extra
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600); a checkpoint is an ordinary file
         torch.save(payload, tmp)
         os.replace(tmp, path)
     except BaseException:

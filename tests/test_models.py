@@ -153,3 +153,19 @@ def test_data_hash_changes_with_content(tmp_path) -> None:
     assert h1 == data_hash([b, a])
     b.write_bytes(b"3" * 10)
     assert data_hash([a, b]) != h1
+
+
+def test_shipped_default_model_loads_and_describes_itself() -> None:
+    """The committed default model must load with nothing but its file, and carry what inference needs."""
+    from models.checkpoint import default_weights_path
+
+    if not default_weights_path().is_file():
+        pytest.fail(f"{default_weights_path()} is missing: the repository must ship a default model")
+    model, spec = load_checkpoint(None)
+    assert default_weights_path().stat().st_size < 25 * 2**20
+    assert spec.classes == ("background", "poppy") and spec.bands == ("red", "green", "blue")
+    assert 0.01 <= spec.gsd_m <= 0.06 and 0.0 < spec.threshold < 1.0
+    assert spec.metrics and spec.train_args and len(spec.data_hash) == 64
+    with torch.inference_mode():
+        prob = poppy_probability(model(torch.rand(1, 3, 64, 64)), spec)
+    assert prob.shape == (1, 64, 64) and float(prob.min()) >= 0.0 and float(prob.max()) <= 1.0
