@@ -328,7 +328,6 @@ def main(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     # Heavy imports here, so --help and argument errors answer at once.
     import dataclasses
-    import functools
 
     import torch
 
@@ -336,9 +335,9 @@ def _train(args: argparse.Namespace) -> int:
     from datasets.transforms import train_augment
     from detect.evaluate import DEFAULT_THRESHOLDS, evaluate_scenes
     from detect.predict import resolve_device
-    from models.checkpoint import data_hash, normalise, save_checkpoint
+    from models.checkpoint import data_hash, save_checkpoint
     from models.losses import DiceFocalLoss
-    from models.training import CsvLog, epoch_loader, seed_everything, train_one_epoch, training_state
+    from models.training import CsvLog, seed_everything, training_state
 
     out: Path = args.out.resolve()  # split.json records absolute paths: a resume may start elsewhere
     s = resolve_settings(args)
@@ -380,20 +379,7 @@ def _train(args: argparse.Namespace) -> int:
 
     last_metrics = None
     for epoch in range(start + 1, s["epochs"] + 1):
-        dataset.set_epoch(epoch)
-        loader = epoch_loader(
-            dataset, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=epoch,
-            pin_memory=device.type == "cuda",
-        )  # fmt: skip
-        stats = train_one_epoch(
-            model, loader, criterion, optimizer, scheduler, device, functools.partial(normalise, spec=spec),
-            progress=not s["quiet"], desc=f"epoch {epoch}/{s['epochs']}", total=len(loader),
-        )  # fmt: skip
-        row: dict[str, Any] = {
-            "epoch": epoch, "loss": f"{stats.loss:.6f}", "lr": f"{stats.lr:.6g}",
-            "chips_per_s": f"{stats.chips_per_s:.2f}", "seconds": f"{stats.seconds:.1f}", "best": 0,
-        }  # fmt: skip
-        line = f"epoch {epoch}/{s['epochs']}: loss {stats.loss:.4f}, {stats.chips_per_s:.1f} chips/s"
+        row, line = _train_epoch(model, dataset, criterion, optimizer, scheduler, device, spec, s, epoch)
         if epoch % s["val_every"] == 0 or epoch == s["epochs"]:
             report = evaluate_scenes(
                 model, spec, val_scenes, thresholds=DEFAULT_THRESHOLDS, device=device, min_area_m2=s["min_area_m2"],
@@ -428,6 +414,38 @@ def _train(args: argparse.Namespace) -> int:
     if best_metrics is not None and (out / "best_table.txt").is_file():
         say(f"best epoch {best_epoch}, saved to {out / 'best.pt'}:\n" + (out / "best_table.txt").read_text())
     return 0
+
+
+def _train_epoch(
+    model: Any,
+    dataset: Any,
+    criterion: Any,
+    optimizer: Any,
+    scheduler: Any,
+    device: Any,
+    spec: Any,
+    s: dict[str, Any],
+    epoch: int,
+) -> tuple[dict[str, Any], str]:
+    """One epoch of updates (shared by poppy training and pretraining); returns its log row and summary line."""
+    import functools
+
+    from models.checkpoint import normalise
+    from models.training import epoch_loader, train_one_epoch
+
+    dataset.set_epoch(epoch)
+    loader = epoch_loader(
+        dataset, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=epoch, pin_memory=device.type == "cuda"
+    )
+    stats = train_one_epoch(
+        model, loader, criterion, optimizer, scheduler, device, functools.partial(normalise, spec=spec),
+        progress=not s["quiet"], desc=f"epoch {epoch}/{s['epochs']}", total=len(loader),
+    )  # fmt: skip
+    row: dict[str, Any] = {
+        "epoch": epoch, "loss": f"{stats.loss:.6f}", "lr": f"{stats.lr:.6g}",
+        "chips_per_s": f"{stats.chips_per_s:.2f}", "seconds": f"{stats.seconds:.1f}", "best": 0,
+    }  # fmt: skip
+    return row, f"epoch {epoch}/{s['epochs']}: loss {stats.loss:.4f}, {stats.chips_per_s:.1f} chips/s"
 
 
 def with_negatives(chips: Any, s: dict[str, Any], gsd_m: float) -> tuple[Any, str, str]:
@@ -487,14 +505,13 @@ def _pretrain(args: argparse.Namespace, s: dict[str, Any], out: Path, device: An
     validated by per-class IoU on fixed chips of held-out tiles; ``best.pt`` then initialises a poppy run
     (``--init``)."""
     import dataclasses
-    import functools
 
     from datasets.public import PublicChipDataset, open_public, pretraining_split
     from datasets.transforms import train_augment
     from detect.evaluate import evaluate_chips
-    from models.checkpoint import normalise, save_checkpoint
+    from models.checkpoint import save_checkpoint
     from models.losses import MultiClassDiceCELoss
-    from models.training import CsvLog, epoch_loader, train_one_epoch, training_state
+    from models.training import CsvLog, epoch_loader, training_state
 
     source = open_public(s["pretrain"], "--pretrain")
     train_tiles, val_tiles, rule = pretraining_split(source, s["val_fraction"], s["seed"])
@@ -525,20 +542,7 @@ def _pretrain(args: argparse.Namespace, s: dict[str, Any], out: Path, device: An
 
     last_metrics = None
     for epoch in range(start + 1, s["epochs"] + 1):
-        dataset.set_epoch(epoch)
-        loader = epoch_loader(
-            dataset, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=epoch,
-            pin_memory=device.type == "cuda",
-        )  # fmt: skip
-        stats = train_one_epoch(
-            model, loader, criterion, optimizer, scheduler, device, functools.partial(normalise, spec=spec),
-            progress=not s["quiet"], desc=f"epoch {epoch}/{s['epochs']}", total=len(loader),
-        )  # fmt: skip
-        row: dict[str, Any] = {
-            "epoch": epoch, "loss": f"{stats.loss:.6f}", "lr": f"{stats.lr:.6g}",
-            "chips_per_s": f"{stats.chips_per_s:.2f}", "seconds": f"{stats.seconds:.1f}", "best": 0,
-        }  # fmt: skip
-        line = f"epoch {epoch}/{s['epochs']}: loss {stats.loss:.4f}, {stats.chips_per_s:.1f} chips/s"
+        row, line = _train_epoch(model, dataset, criterion, optimizer, scheduler, device, spec, s, epoch)
         if epoch % s["val_every"] == 0 or epoch == s["epochs"]:
             val_loader = epoch_loader(val_set, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=0)
             report = evaluate_chips(model, spec, val_loader, device)
