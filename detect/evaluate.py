@@ -14,7 +14,7 @@ to give no plot and are skipped). The plots are then compared with the label pol
   precision and recall 1.0 and the sweep chooses its threshold.
 - **Pixels** (how well outlines fit). The plots are burnt back onto the model grid strip by strip, the labels
   too (:func:`datasets.labels.rasterize_window`), and pixel IoU, precision and recall are counted over the valid
-  footprint (read from the orthomosaic with :func:`detect.raster.read_window` at the model grid) inside the area
+  footprint (read from the orthomosaic with :func:`detect.raster.read_footprint` at the model grid) inside the area
   of interest (AOI). No array is ever the size of the orthomosaic.
 
 False-positive area is the area of predicted plots (or their parts) off every label, per hectare of valid,
@@ -46,7 +46,6 @@ import torch
 from affine import Affine
 from pyproj import Geod, Transformer
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
 from shapely.geometry import Polygon
@@ -57,7 +56,7 @@ from torch import nn
 from datasets.labels import IGNORE, LabelSet, find_label_files, rasterize_window, read_labels, window_bounds
 from detect.errors import InputError
 from detect.predict import model_grid, predict_raster
-from detect.raster import inspect_raster, open_raster, read_window, window_ground_size
+from detect.raster import inspect_raster, open_raster, read_footprint, window_ground_size
 from detect.vectorize import VectorParams, vectorize
 from models.checkpoint import ModelSpec, normalise
 
@@ -496,7 +495,7 @@ def evaluate_plots(
             wt = window_transform(win, grid.transform)
             left, bottom, right, top = window_bounds(wt, shape)
             src = from_bounds(left, bottom, right, top, transform=info.transform)
-            _, valid = read_window(ds, info, src, out_shape=shape, resampling=Resampling.nearest)
+            valid = read_footprint(ds, info, src, out_shape=shape)  # the mask only: no colour bands read
             truth = rasterize_window(labels, wt, shape, aoi=aoi)
             scored = valid & (truth != IGNORE)
             n_scored = int(scored.sum())
