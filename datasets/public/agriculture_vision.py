@@ -23,9 +23,11 @@ boundaries, masks and labels as a 2021 challenge entry reads them (github.com/wu
 weed_cluster; the NIR JPEG read as one channel). Some 2021 copies also hold ``labels/storm_damage``, which the
 challenge did not evaluate: its pixels are ignored here rather than called background.
 
-Ground resolution: "as high as 10 cm per pixel" (Chiu et al., CVPR 2020, arXiv:2001.01306), the default here.
-Tiles do not record their own GSD; the 2021 release is reported to mix 10, 15 and 20 cm tiles (not confirmed from
-the publisher's pages), so give ``agriculture-vision@0.15:PATH`` to state another value.
+Ground resolution: "as high as 10 cm per pixel" (Chiu et al., CVPR 2020, arXiv:2001.01306); the publisher's
+2021 and 2022 challenge pages (agriculture-vision.com), which serve the 2021 supervised set, say the same of it:
+"RGB-NIR aerial images of farmlands across the US captured between 2017 and 2019 with a resolution of up to
+10 cm/pixel". 10 cm is the default here. Neither the tiles nor the publisher give a per-tile GSD ("up to" means
+some tiles are coarser), so give ``agriculture-vision@0.15:PATH`` where you know your copy's value.
 
 Labels here: 0 background, 1..K the patterns in the published order; a pixel with two or more patterns is
 ignored (255), since cross-entropy can reward only one answer where the official metric accepts either; pixels
