@@ -1,6 +1,6 @@
 """The training engine: optimiser and schedule, one epoch of updates, and exact resumption.
 
-``train.py`` wires data, this engine and validation together. Everything a resumed run needs to continue
+``models/trainer.py`` wires data, this engine and validation together. Everything a resumed run needs to continue
 exactly (model, optimiser, scheduler, every random generator, the epoch) is captured by
 :func:`training_state` and restored by :func:`restore_training_state`; the chip sampler itself is seeded per
 ``(seed, epoch, index)``, so an epoch replayed after an interruption draws the same chips.

@@ -15,6 +15,7 @@ import shapely
 import torch
 from affine import Affine
 
+import models.trainer
 import models.training
 import train
 from models.checkpoint import load_checkpoint, load_training_state
@@ -261,7 +262,7 @@ def test_pretrain_on_land_cover_then_init_transfers_the_encoder(data: Path, tmp_
     # --init from it: the same network with a 1-logit head; everything but the head is the pretrained tensors
     s = train.resolve_settings(train.parse_args(["--data", str(data), "--init", str(pre / "best.pt"),
                                                  "--out", str(tmp_path / "p"), "--quiet"]))  # fmt: skip
-    poppy, pspec = train.build_model_and_spec(s, tmp_path / "p", resume=False)
+    poppy, pspec = models.trainer.build_model_and_spec(s, tmp_path / "p", resume=False)
     assert pspec.classes == ("background", "poppy") and pspec.num_outputs == 1 and pspec.arch_args == spec.arch_args
     a, b = poppy.state_dict(), model.state_dict()
     assert torch.equal(a["net.inc.0.0.weight"], b["net.inc.0.0.weight"])
@@ -294,13 +295,13 @@ def test_negatives_from_a_public_set_are_mixed_into_poppy_chips(data: Path, tmp_
     root = tmp_path / "LoveDA"
     write_loveda(root, "Train", "Rural", "1366")
     seen = {}
-    real = train.with_negatives
+    real = models.trainer.with_negatives
 
     def spy(chips, s, gsd_m):
         seen["result"] = real(chips, s, gsd_m)
         return seen["result"]
 
-    monkeypatch.setattr(train, "with_negatives", spy)
+    monkeypatch.setattr(models.trainer, "with_negatives", spy)
     out = tmp_path / "neg"
     argv = ["--data", data, "--negatives", f"loveda-rural:{root}", "--negative-share", "0.5", "--out", out]
     assert run(*argv, "--epochs", "1", *FAST) == 0
