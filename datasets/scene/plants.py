@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from datasets.scene import noise
-from datasets.scene.colour import lin, lin_array
+from datasets.scene.colour import lin, lin_array, tinted
 from datasets.scene.context import WindowContext
 
 __all__ = ["HeadLook", "Lattice", "PlantLook", "Sites", "draw_plants"]
@@ -40,7 +40,7 @@ _MAX_SHADOW = 4.0
 class Lattice:
     """Planting sites: rows ``row_spacing`` apart in direction ``angle``, plants ``plant_spacing`` apart.
 
-    Broadcast sowing (no rows) is a square lattice with ``jitter`` near 0.5 and ``keep`` < 1.
+    Broadcast sowing (no rows) is a square lattice with ``jitter`` near 0.5 and ``keep`` < 1 (:meth:`broadcast`).
 
     Attributes:
         row_spacing: Metres between rows.
@@ -66,6 +66,12 @@ class Lattice:
     wobble_len: float = 12.0
     seed: int = 0
     offset_t: float | None = None
+
+    @classmethod
+    def broadcast(cls, per_m2: float, angle: float, keep: float, seed: int) -> Lattice:
+        """Broadcast sowing: a square lattice of ``per_m2`` sites per square metre, jittered nearly at random."""
+        a = 1.0 / math.sqrt(per_m2)
+        return cls(a, a, angle, 0.45, 0.45, keep, seed=seed)
 
     def _frame(self) -> tuple[float, float, float, float, float]:
         ca, sa = math.cos(self.angle), math.sin(self.angle)
@@ -450,6 +456,7 @@ def draw_plants(
     npx = b.height * b.width
     pl = _plants(sites, look)
     hd = _heads(sites, pl, look)
+    # Top of the z-buffer keys: no leaf or head is higher.
     zmax = float(look.height * (1 + look.height_cv) * 1.2 + 0.1)
     half = math.ceil(look.reach / g) + 1
 
@@ -462,6 +469,7 @@ def draw_plants(
         np.maximum.at(zf, flat[on], _key(sh.z[on], zmax, pl.tie[idx[on]]))
         np.maximum.at(af, flat[on], sh.alpha[on])
     zh = af_h = None
+    hhalf = 0
     if hd is not None:
         zh = np.full(npx, -1, np.int64)
         af_h = np.zeros(npx, _F)
@@ -493,21 +501,26 @@ def draw_plants(
     ctx.irr.reshape(-1)[touched] *= _F(1) - sb[touched]
 
     # 3. Colour the winning leaves and heads.
-    _colour_foliage(ctx, sites, pl, look, half, zf, af, sb, landcover)
+    _colour_foliage(ctx, sites, pl, look, half, zmax, zf, af, sb, landcover)
     if hd is not None:
-        _colour_heads(ctx, sites, hd, look, zmax, zh, af_h, zf)
+        _colour_heads(ctx, sites, hd, look, hhalf, zmax, zh, af_h, zf)
 
 
-def _colour_foliage(ctx, sites, pl, look, half, zf, af, sb, landcover) -> None:
+def _cover(ctx: WindowContext, flat: np.ndarray, a: np.ndarray, col: np.ndarray, irr, sky) -> None:
+    """Lay a plant's colour, irradiance and sky view over the window's layers at ``flat``, with coverage ``a``."""
+    alb_w, irr_w, sky_w = ctx.albedo.reshape(-1, 3), ctx.irr.reshape(-1), ctx.sky.reshape(-1)
+    old = alb_w[flat]
+    alb_w[flat] = old + (col - old) * a[:, None]
+    irr_w[flat] = irr_w[flat] + (irr - irr_w[flat]) * a
+    sky_w[flat] = sky_w[flat] + (sky - sky_w[flat]) * a
+
+
+def _colour_foliage(ctx, sites, pl, look, half, zmax, zf, af, sb, landcover) -> None:
     g = ctx.gsd
-    zmax = float(look.height * (1 + look.height_cv) * 1.2 + 0.1)
     base = lin(look.colour)
     cen = lin(look.centre_colour) if look.centre_colour is not None else None
     sheen = lin(look.sheen_colour)
     dry = lin(look.dry_colour)
-    alb = ctx.albedo.reshape(-1, 3)
-    irr = ctx.irr.reshape(-1)
-    sky = ctx.sky.reshape(-1)
     elev = ctx.elev.reshape(-1)
     lc = ctx.landcover.reshape(-1)
     sun = ctx.sun
@@ -530,9 +543,7 @@ def _colour_foliage(ctx, sites, pl, look, half, zf, af, sb, landcover) -> None:
         grain = noise.gauss_u32(_pixel_hash(ctx, sites.seed + 31, flat)) * _F(look.grain)
         logb = pl.bright[idx] + _F(look.leaf_var) * (lb - _F(0.5)) * _F(2) + vein * _F(look.vein) + grain
         logb = logb - _F(0.12) * q  # leaf tips curl down and darken
-        col = base * np.exp(
-            np.stack([pl.warm[idx] * _F(0.6) + logb, pl.warm[idx] * _F(0.15) + logb, -pl.warm[idx] + logb], axis=-1)
-        )
+        col = tinted(base, logb, pl.warm[idx])
         if cen is not None and look.centre_frac > 0:
             t = np.clip((_F(look.centre_frac) - q) * _F(6.0), 0, 1)[:, None]
             col = col + (cen * np.exp(logb)[:, None] - col) * t
@@ -558,25 +569,18 @@ def _colour_foliage(ctx, sites, pl, look, half, zf, af, sb, landcover) -> None:
         # Inside a tall canopy the lower leaves get less sun (sun flecks aside) and less sky.
         depth = _F(1) - np.clip(z / np.maximum(pl.H[idx], _F(1e-3)), 0, 1)
         shade = shade * (_F(1) - _F(look.canopy_shade) * depth)
-        old = alb[flat]
-        alb[flat] = old + (col - old) * a[:, None]
-        irr[flat] = irr[flat] + (lit * shade - irr[flat]) * a
         occl = _F(1) - (_F(0.25) + _F(look.canopy_shade) * _F(0.5)) * depth
-        sky[flat] = sky[flat] + (occl - sky[flat]) * a
+        _cover(ctx, flat, a, col, lit * shade, occl)
         cover = a >= 0.5
         elev[flat[cover]] = np.maximum(elev[flat[cover]], z[cover])
         if landcover is not None:
             lc[flat[cover]] = landcover
 
 
-def _colour_heads(ctx, sites, hd: _Heads, look: PlantLook, zmax, zh, ah, zf) -> None:
+def _colour_heads(ctx, sites, hd: _Heads, look: PlantLook, hhalf, zmax, zh, ah, zf) -> None:
     g = ctx.gsd
-    alb = ctx.albedo.reshape(-1, 3)
-    irr = ctx.irr.reshape(-1)
-    sky = ctx.sky.reshape(-1)
     elev = ctx.elev.reshape(-1)
     sun = ctx.sun
-    hhalf = math.ceil(max(h.radius * (1 + h.radius_cv) for h in look.heads) / g) + 1
     # Per-plant flower colour and spot (all flowers of a plant share them).
     palettes = []
     for h in look.heads:
@@ -639,8 +643,5 @@ def _colour_heads(ctx, sites, hd: _Heads, look: PlantLook, zmax, zh, ah, zf) -> 
                 lit[m] = sun.shading(rx * qm, ry * qm, nz)
                 col[m] = lin(h.colour) * np.exp(_F(0.08) * gm)[:, None]
         a = ah[flat]
-        old = alb[flat]
-        alb[flat] = old + (col - old) * a[:, None]
-        irr[flat] = irr[flat] + (lit - irr[flat]) * a
-        sky[flat] = sky[flat] + (_F(1) - sky[flat]) * a
+        _cover(ctx, flat, a, col, lit, _F(1))
         elev[flat] = np.maximum(elev[flat], hd.z[idx] * (a >= 0.5))

@@ -8,10 +8,10 @@ import numpy as np
 
 from datasets.scene import noise
 from datasets.scene.colour import lin
-from datasets.scene.context import PixelSet, WindowContext
+from datasets.scene.context import PixelSet
 from datasets.scene.items import LC, Item
-from datasets.scene.materials.base import Material, jitter_rgb, register, relief, soil
-from datasets.scene.materials.ground import _grass_params, grass
+from datasets.scene.materials.base import Material, Surface, register
+from datasets.scene.materials.common import blend, grass, jitter_rgb, mix_surfaces, relief, sample_grass, soil
 
 _F = np.float32
 
@@ -59,13 +59,10 @@ class Road(Material):
             "paint": str(rng.choice(["white", "yellow", "none"], p=[0.5, 0.2, 0.3])),
             "crown_grass": bool(rng.random() < 0.35),
             "slab": float(rng.uniform(3.5, 6.0)),
-            **_grass_params(rng, season),
+            **sample_grass(rng, season),
         }
 
-    def draw(self, ctx: WindowContext, item: Item) -> None:
-        px = ctx.pixels(item.geom)
-        if len(px) == 0:
-            return
+    def surface(self, px: PixelSet, item: Item) -> Surface:
         p, s = item.params, item.seed
         x, a = line_coords(px, p["line"])
         hw = p["width"] / 2
@@ -76,12 +73,10 @@ class Road(Material):
             rut = np.exp(-(((ax - _F(0.8)) / _F(0.22)) ** 2)) * (_F(0.6) + _F(0.4) * px.noise(1.5, s + 1))
             alb = alb * (_F(1) - _F(0.18) * rut)[:, None]
             puddle = np.clip(px.fbm(1.5, s + 2, octaves=2) * _F(4) - _F(2.2), 0, 1) * (ax < hw - 0.3)
-            alb = alb + (lin((70, 78, 88)) - alb) * (puddle * _F(0.8))[:, None]
+            alb = blend(alb, lin((70, 78, 88)), puddle * _F(0.8))
             if p["crown_grass"]:
-                galb, girr = grass(px, p, s + 3)
                 g = np.clip((_F(0.35) - ax + _F(0.15) * px.noise(0.3, s + 4)) * _F(8), 0, 1)
-                alb = alb + (galb - alb) * g[:, None]
-                irr = irr + (girr - irr) * g
+                alb, irr = mix_surfaces((alb, irr), grass(px, p, s + 3), g)
         elif kind == "asphalt":
             base = lin(p["asphalt"])
             patch = px.fbm(3.0, s, octaves=2)
@@ -97,8 +92,7 @@ class Road(Material):
                 wear = _F(0.75) * np.clip(px.noise(0.5, s + 5) + _F(1.2), 0, 1)
                 centre = (ax < 0.075) & (np.mod(a, 10.0) < 4.0)
                 edge = np.abs(ax - _F(hw - 0.35)) < 0.075
-                m = (centre | edge).astype(_F) * wear
-                alb = alb + (paint - alb) * m[:, None]
+                alb = blend(alb, paint, (centre | edge).astype(_F) * wear)
         else:  # concrete
             base = lin(p["concrete"])
             stain = px.fbm(2.0, s, octaves=3)
@@ -111,14 +105,8 @@ class Road(Material):
         # Ragged edges: soil and weeds creep in from the verge.
         edge = np.clip((ax - _F(hw) + _F(0.25) + _F(0.25) * px.noise(0.4, s + 6)) * _F(6), 0, 1)
         if kind != "dirt":
-            salb, sirr = soil(px, p["soil"], s + 7, 0.2, clod=0.4)
-            alb = alb + (salb - alb) * edge[:, None]
-            irr = irr + (sirr - irr) * edge
-        px.set_albedo(alb)
-        px.set("irr", irr)
-        px.set("sky", _F(1))
-        px.set("elev", _F(0))
-        px.set("landcover", self.landcover)
+            alb, irr = mix_surfaces((alb, irr), soil(px, p["soil"], s + 7, 0.2, clod=0.4), edge)
+        return Surface(alb, irr, sky=_F(1), elev=_F(0))
 
 
 def local_frame(px: PixelSet, p: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -148,10 +136,7 @@ class Courtyard(Material):
             "soil": jitter_rgb(rng, np.array(season.soil_rgb) * 1.08, 0.05),
         }
 
-    def draw(self, ctx: WindowContext, item: Item) -> None:
-        px = ctx.pixels(item.geom)
-        if len(px) == 0:
-            return
+    def surface(self, px: PixelSet, item: Item) -> Surface:
         p, s = item.params, item.seed
         if p["kind"] == "concrete":
             logb = _F(0.06) * px.grain(s) + _F(0.14) * px.fbm(1.5, s + 1, 3)
@@ -173,11 +158,7 @@ class Courtyard(Material):
             irr = np.ones(len(px), _F)
         else:
             alb, irr = soil(px, p["soil"], s, 0.15, clod=0.25)
-        px.set_albedo(alb)
-        px.set("irr", irr)
-        px.set("sky", _F(0.95))
-        px.set("elev", _F(0))
-        px.set("landcover", self.landcover)
+        return Surface(alb, irr, sky=_F(0.95), elev=_F(0))
 
 
 _ROOFS = {
@@ -207,10 +188,7 @@ class Roof(Material):
             "heater": bool(rng.random() < 0.35),
         }
 
-    def draw(self, ctx: WindowContext, item: Item) -> None:
-        px = ctx.pixels(item.geom)
-        if len(px) == 0:
-            return
+    def surface(self, px: PixelSet, item: Item) -> Surface:
         p, s = item.params, item.seed
         a, x = local_frame(px, p)
         hl, hw = p["half"]
@@ -232,7 +210,7 @@ class Roof(Material):
             t = math.tan(math.radians(p["pitch"]))
             nu = side * _F(-math.sin(ang) * t)
             nv = side * _F(math.cos(ang) * t)
-            lit = ctx.sun.shading(nu, nv, np.ones_like(nu))
+            lit = px.ctx.sun.shading(nu, nv, np.ones_like(nu))
             tile = p["tile"]
             if p["kind"] == "blue_steel":
                 corr = np.cos(a * _F(2 * math.pi / 0.2))
@@ -242,7 +220,7 @@ class Roof(Material):
                     px.v * 0 + a.astype(np.float64) / 0.15, np.abs(x).astype(np.float64) / 1.5, 1.0, s + 3
                 )
                 rust = np.clip(streak * _F(2.5) - _F(1.2), 0, 1) * _F(0.6 * p["weather"])
-                base = base + (lin((128, 100, 80)) - base) * rust[:, None]
+                base = blend(base, lin((128, 100, 80)), rust)
             else:
                 # Tile channels run from ridge to eave; courses cross them.
                 chan = np.cos(a * _F(2 * math.pi / tile))
@@ -273,11 +251,7 @@ class Roof(Material):
             alb = np.where(tubes[:, None], tube_col, alb)
             alb = np.where(tank[:, None], lin((205, 208, 210)), alb)
             lit = np.where(tank, _F(1.15), lit)
-        px.set_albedo(alb)
-        px.set("irr", lit)
-        px.set("sky", _F(1))
-        px.set("elev", _F(item.height))
-        px.set("landcover", self.landcover)
+        return Surface(alb, lit, sky=_F(1), elev=_F(item.height))
 
 
 @register
@@ -291,16 +265,9 @@ class Wall(Material):
         c = (152, 90, 70) if rng.random() < 0.5 else (165, 162, 155)
         return {"colour": jitter_rgb(rng, c, 0.08)}
 
-    def draw(self, ctx: WindowContext, item: Item) -> None:
-        px = ctx.pixels(item.geom)
-        if len(px) == 0:
-            return
+    def surface(self, px: PixelSet, item: Item) -> Surface:
         alb = lin(item.params["colour"]) * np.exp(_F(0.08) * px.grain(item.seed))[:, None]
-        px.set_albedo(alb)
-        px.set("irr", _F(1.05))
-        px.set("sky", _F(1))
-        px.set("elev", _F(item.height))
-        px.set("landcover", self.landcover)
+        return Surface(alb, _F(1.05), sky=_F(1), elev=_F(item.height))
 
 
 _CARS = {
@@ -325,10 +292,7 @@ class Vehicle(Material):
         c = str(rng.choice(list(_CARS), p=[0.3, 0.18, 0.14, 0.14, 0.1, 0.1, 0.04]))
         return {"colour_name": c, "colour": jitter_rgb(rng, _CARS[c], 0.05)}
 
-    def draw(self, ctx: WindowContext, item: Item) -> None:
-        px = ctx.pixels(item.geom)
-        if len(px) == 0:
-            return
+    def surface(self, px: PixelSet, item: Item) -> Surface:
         p = item.params
         a, x = local_frame(px, p)
         hl, hw = p["half"]
@@ -356,13 +320,10 @@ class Vehicle(Material):
             lit = _F(1.08) - _F(0.5) * curve
             lit = np.where(roof, lit * _F(1.06), lit)
             refl = np.clip(_F(1) - ax, 0, 1) * _F(0.25) * (wind | rear)
-            col = col + (lin((170, 180, 195)) - col) * refl[:, None]
+            col = blend(col, lin((170, 180, 195)), refl)
             lit = np.where(np.abs(q) > 0.97, lit * _F(0.7), lit)
-        px.set_albedo(col * np.exp(_F(0.03) * px.grain(item.seed))[:, None])
-        px.set("irr", lit)
-        px.set("sky", _F(1))
-        px.set("elev", _F(item.height))
-        px.set("landcover", self.landcover)
+        alb = col * np.exp(_F(0.03) * px.grain(item.seed))[:, None]
+        return Surface(alb, lit, sky=_F(1), elev=_F(item.height))
 
 
 _CLUTTER = {
@@ -385,15 +346,8 @@ class Clutter(Material):
         k = str(rng.choice(list(_CLUTTER)))
         return {"kind": k, "colour": jitter_rgb(rng, _CLUTTER[k], 0.08)}
 
-    def draw(self, ctx: WindowContext, item: Item) -> None:
-        px = ctx.pixels(item.geom)
-        if len(px) == 0:
-            return
+    def surface(self, px: PixelSet, item: Item) -> Surface:
         s = item.seed
         blob = px.fbm(0.12, s, octaves=3)
         alb = lin(item.params["colour"]) * np.exp(_F(0.3) * blob + _F(0.08) * px.grain(s + 1))[:, None]
-        px.set_albedo(alb)
-        px.set("irr", relief(px, 0.15, s + 2, 2.5))
-        px.set("sky", _F(0.9))
-        px.set("elev", _F(item.height))
-        px.set("landcover", self.landcover)
+        return Surface(alb, relief(px, 0.15, s + 2, 2.5), sky=_F(0.9), elev=_F(item.height))

@@ -12,17 +12,18 @@ and ornamental flower beds of mixed colours on green foliage.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from shapely import affinity
 from shapely.geometry import box
 from shapely.ops import unary_union
 
-from datasets.scene.context import WindowContext
+from datasets.scene.context import PixelSet, WindowContext
 from datasets.scene.items import LC, Item
-from datasets.scene.materials.base import Material, jitter_rgb, plant_sites, register, row_coord, soil
-from datasets.scene.materials.ground import _grass_params, grass, weed_lattice
-from datasets.scene.plants import HeadLook, Lattice, PlantLook, draw_plants
+from datasets.scene.materials.base import Material, Surface, register
+from datasets.scene.materials.common import draw_plant_item, grass, jitter_rgb, row_coord, sample_grass, soil, weeds
+from datasets.scene.plants import HeadLook, Lattice, PlantLook
 
 _F = np.float32
 
@@ -43,10 +44,13 @@ _GLAUCOUS = ((118, 138, 118), (110, 134, 124), (126, 142, 118), (106, 128, 116),
 def poppy_look(p: dict) -> PlantLook:
     """The :class:`PlantLook` of a poppy plot from its sampled parameters."""
     stage = p["stage"]
-    foliage = tuple(p["foliage"])
     tall = float(np.clip((p["height"] - 0.3) / 0.9, 0, 1))
-    common = dict(
-        colour=foliage,
+    look = PlantLook(
+        radius=p["radius"],
+        height=p["height"],
+        radius_cv=0.25,
+        bump=0.9,
+        colour=tuple(p["foliage"]),
         lobes=7,
         lobe_depth=0.36 + 0.08 * tall,
         lobe_sharp=1.2,
@@ -62,16 +66,9 @@ def poppy_look(p: dict) -> PlantLook:
         leaf_len_var=0.45,
     )
     if stage == "vegetative":
+        # Rosettes, flatter and more varied in size, with the odd early bud.
         heads = (HeadLook("bud", p["buds"], 0.012, colour=(128, 148, 122), lean=0.3),) if p["buds"] > 0 else ()
-        return PlantLook(
-            radius=p["radius"],
-            height=p["height"],
-            radius_cv=0.3,
-            bump=0.6,
-            heads=heads,
-            head_slots=1 if heads else 0,
-            **common,
-        )
+        return replace(look, radius_cv=0.3, bump=0.6, heads=heads, head_slots=1 if heads else 0)
     if stage == "flowering":
         heads = (
             HeadLook(
@@ -86,15 +83,7 @@ def poppy_look(p: dict) -> PlantLook:
             HeadLook("bud", 0.25 * (1 - p["bloom"]), 0.014, colour=(126, 146, 120), lean=0.6),
             HeadLook("capsule", 0.08, 0.016, colour=(160, 178, 148), lean=0.5),
         )
-        return PlantLook(
-            radius=p["radius"],
-            height=p["height"],
-            radius_cv=0.25,
-            bump=0.9,
-            heads=heads,
-            head_slots=p["slots"],
-            **common,
-        )
+        return replace(look, heads=heads, head_slots=p["slots"])
     heads = (
         HeadLook(
             "capsule",
@@ -107,17 +96,7 @@ def poppy_look(p: dict) -> PlantLook:
         ),
         HeadLook("flower", 0.04, p["flower_r"], 0.2, palette=POPPY_PALETTES[p["palette"]], spot_prob=p["spot"]),
     )
-    return PlantLook(
-        radius=p["radius"],
-        height=p["height"],
-        radius_cv=0.25,
-        bump=0.9,
-        heads=heads,
-        head_slots=p["slots"],
-        dry=p["dry"],
-        dry_colour=(168, 160, 110),
-        **common,
-    )
+    return replace(look, heads=heads, head_slots=p["slots"], dry=p["dry"], dry_colour=(168, 160, 110))
 
 
 def sample_poppy(rng: np.random.Generator, stage: str, phase: float) -> dict:
@@ -167,8 +146,7 @@ def sample_poppy(rng: np.random.Generator, stage: str, phase: float) -> dict:
 
 def _lattice(p: dict, seed: int) -> Lattice:
     if p["broadcast"]:
-        a = 1.0 / math.sqrt(p["density"] / p["keep"])
-        return Lattice(a, a, p["angle"], 0.45, 0.45, p["keep"], seed=seed)
+        return Lattice.broadcast(p["density"] / p["keep"], p["angle"], p["keep"], seed)
     b = 1.0 / (p["density"] / p["keep"] * p["row"])
     off = p["row_offset"] % p["row"] if "row_offset" in p else None
     return Lattice(p["row"], b, p["angle"], 0.08, 0.3, p["keep"], wobble=0.04, seed=seed, offset_t=off)
@@ -188,8 +166,32 @@ def _beds_only(geom, p: dict):
     return affinity.rotate(unary_union(beds), ang, origin=(0, 0), use_radians=True).intersection(geom)
 
 
+class _Plot(Material):
+    """Plants sown over their own ground; with ``ground`` False only the plants (interplanted in a host crop).
+
+    The ground, and the weeds on it, are drawn like any material's surface: only where the plot has pixels in
+    the window. The plants are drawn in every window, since plants near the plot's edge reach into windows that
+    hold none of its pixels.
+    """
+
+    def ground(self, px: PixelSet, item: Item) -> Surface:  # pragma: no cover - abstract
+        """The ground between the plants (``px`` is never empty)."""
+        raise NotImplementedError(f"material {self.name!r} does not implement ground()")
+
+    def plants(self, ctx: WindowContext, item: Item) -> None:  # pragma: no cover - abstract
+        """Draw the plot's plants."""
+        raise NotImplementedError(f"material {self.name!r} does not implement plants()")
+
+    def surface(self, px: PixelSet, item: Item) -> Surface:
+        return self.ground(px, item) if item.params.get("ground", True) else Surface()
+
+    def draw(self, ctx: WindowContext, item: Item) -> None:
+        super().draw(ctx, item)
+        self.plants(ctx, item)
+
+
 @register
-class Poppy(Material):
+class Poppy(_Plot):
     """An opium-poppy plot. ``ground`` False draws only the plants (interplanted among a host crop)."""
 
     name = "poppy"
@@ -198,38 +200,33 @@ class Poppy(Material):
     def sample(self, rng, season, geom) -> dict:  # the layout calls sample_poppy with the plot's stage
         raise NotImplementedError("poppy parameters come from sample_poppy(rng, stage, phase)")
 
-    def draw(self, ctx: WindowContext, item: Item) -> None:
-        p, s = item.params, item.seed
-        px = ctx.pixels(item.geom)
-        if p["ground"] and len(px):
-            alb, irr = soil(px, p["soil"], s, p["soil_moisture"], clod=0.7)
-            # The ground under a dense stand of tall plants sees little sky.
-            closed = min(1.0, p["height"] / 1.0) * min(1.0, p["density"] / 50.0)
-            sky = np.full(len(px), _F(1.0 - 0.55 * closed))
-            if "paths" in p:
-                # Sown in vegetable beds: the sunken paths between beds stay bare.
-                period, width = p["paths"]
-                pos = np.mod(row_coord(px, p["angle"]) - p["row_offset"], period)
-                path = pos > width
-                alb[path] *= _F(0.8)
-                irr[path] *= _F(0.85)
-                sky[path] = _F(0.9)
-            px.set_albedo(alb)
-            px.set("irr", irr)
-            px.set("sky", sky)
-            px.set("elev", _F(0))
-            if p["weeds"] > 0:
-                weed_lattice(ctx, item, p["weeds"])
-        look = poppy_look(p)
-        where = item.geom
+    def ground(self, px: PixelSet, item: Item) -> Surface:
+        p = item.params
+        alb, irr = soil(px, p["soil"], item.seed, p["soil_moisture"], clod=0.7)
+        # The ground under a dense stand of tall plants sees little sky.
+        closed = min(1.0, p["height"] / 1.0) * min(1.0, p["density"] / 50.0)
+        sky = np.full(len(px), _F(1.0 - 0.55 * closed))
         if "paths" in p:
-            where = _beds_only(item.geom, p)
-        sites = plant_sites(ctx, where, _lattice(p, s + 1), look)
-        draw_plants(ctx, sites, look)
-        if len(px):
-            px.set("landcover", self.landcover)
+            # Sown in vegetable beds: the sunken paths between beds stay bare.
+            period, width = p["paths"]
+            pos = np.mod(row_coord(px, p["angle"]) - p["row_offset"], period)
+            path = pos > width
+            alb[path] *= _F(0.8)
+            irr[path] *= _F(0.85)
+            sky[path] = _F(0.9)
+        return Surface(alb, irr, sky=sky, elev=_F(0))
+
+    def overlay(self, ctx: WindowContext, item: Item) -> None:
+        if item.params["ground"] and item.params["weeds"] > 0:
+            weeds(ctx, item, item.params["weeds"])
+
+    def plants(self, ctx: WindowContext, item: Item) -> None:
+        p = item.params
+        where = _beds_only(item.geom, p) if "paths" in p else item.geom
+        draw_plant_item(ctx, where, _lattice(p, item.seed + 1), poppy_look(p))
 
 
+# Ornamental flower colours (sRGB, the first of each pair); a bed shows one to three of them.
 _ORNAMENTAL = (
     ((232, 120, 160), 1.0),
     ((190, 40, 120), 1.0),
@@ -239,10 +236,59 @@ _ORNAMENTAL = (
     ((236, 210, 60), 0.6),
     ((214, 40, 40), 0.8),
 )
+# Confuser plants by kind: the foliage (its colour is sampled per plot) and the flowers, whose ``prob`` is
+# replaced by the plot's bloom and an ornamental bed's palette by its sampled colours.
+_CONFUSERS = {
+    "corn_poppy": PlantLook(
+        radius=0.1,
+        height=0.55,
+        radius_cv=0.35,
+        lobes=9,
+        lobe_depth=0.45,
+        lobe_sharp=1.5,
+        bump=0.7,
+        heads=(
+            HeadLook(
+                "flower",
+                1.0,
+                0.028,
+                0.1,
+                palette=(((205, 30, 28), 0.7), ((222, 56, 40), 0.3)),
+                spot_prob=0.4,
+                spot_colour=(30, 20, 20),
+                spot_frac=0.25,
+                lean=0.7,
+            ),
+            HeadLook("bud", 0.15, 0.01, colour=(96, 130, 60), lean=0.7),
+        ),
+        head_slots=3,
+    ),
+    "ornamental": PlantLook(
+        radius=0.12,
+        height=0.4,
+        radius_cv=0.3,
+        lobes=10,
+        lobe_depth=0.3,
+        bump=0.8,
+        heads=(HeadLook("flower", 1.0, 0.022, 0.4, spot_prob=0.1, lean=0.8),),
+        head_slots=5,
+    ),
+}
+# What every confuser's foliage shares: green, matt, hairy leaves (unlike the waxy, glaucous poppy).
+_CONFUSER_FOLIAGE = {"vein": 0.05, "colour_var": 0.12, "tilt": 0.5, "canopy_shade": 0.1}
+
+
+def confuser_look(p: dict) -> PlantLook:
+    """The :class:`PlantLook` of a confuser flower plot from its sampled parameters."""
+    base = _CONFUSERS[p["kind"]]
+    flower = replace(base.heads[0], prob=p["bloom"])
+    if p["kind"] == "ornamental":
+        flower = replace(flower, palette=tuple((tuple(c), 1.0) for c in p["palette"]))
+    return replace(base, colour=tuple(p["green"]), heads=(flower, *base.heads[1:]), **_CONFUSER_FOLIAGE)
 
 
 @register
-class Flowers(Material):
+class Flowers(_Plot):
     """Confuser flowers on GREEN foliage: ``corn_poppy`` (red, 5-6 cm) or an ``ornamental`` bed."""
 
     name = "flowers"
@@ -258,82 +304,20 @@ class Flowers(Material):
             "bloom": float(rng.uniform(0.3, 0.95)),
             "density": float(rng.uniform(25, 70)),
             "ground_kind": str(rng.choice(["soil", "grass"])),
-            **{f"grass_{k}": v for k, v in _grass_params(rng, season).items()},
+            **{f"grass_{k}": v for k, v in sample_grass(rng, season).items()},
             "palette": [list(_ORNAMENTAL[int(k)][0]) for k in pal],
             "angle": float(rng.uniform(0, math.pi)),
         }
 
-    def draw(self, ctx: WindowContext, item: Item) -> None:
+    def ground(self, px: PixelSet, item: Item) -> Surface:
         p, s = item.params, item.seed
-        px = ctx.pixels(item.geom)
-        if p.get("ground", True) and len(px):
-            if p["ground_kind"] == "grass":
-                alb, irr = grass(px, {k[6:]: v for k, v in p.items() if k.startswith("grass_")}, s + 5)
-            else:
-                alb, irr = soil(px, p["soil"], s, 0.35, clod=0.6)
-            px.set_albedo(alb)
-            px.set("irr", irr)
-            px.set("sky", _F(0.9))
-        if p["kind"] == "corn_poppy":
-            heads = (
-                HeadLook(
-                    "flower",
-                    p["bloom"],
-                    0.028,
-                    0.1,
-                    palette=(((205, 30, 28), 0.7), ((222, 56, 40), 0.3)),
-                    spot_prob=0.4,
-                    spot_colour=(30, 20, 20),
-                    spot_frac=0.25,
-                    lean=0.7,
-                ),
-                HeadLook("bud", 0.15, 0.01, colour=(96, 130, 60), lean=0.7),
-            )
-            look = PlantLook(
-                radius=0.1,
-                height=0.55,
-                radius_cv=0.35,
-                lobes=9,
-                lobe_depth=0.45,
-                lobe_sharp=1.5,
-                colour=tuple(p["green"]),
-                vein=0.05,
-                colour_var=0.12,
-                heads=heads,
-                head_slots=3,
-                bump=0.7,
-                tilt=0.5,
-                canopy_shade=0.1,
-            )
+        if p["ground_kind"] == "grass":
+            alb, irr = grass(px, {k[6:]: v for k, v in p.items() if k.startswith("grass_")}, s + 5)
         else:
-            heads = (
-                HeadLook(
-                    "flower",
-                    p["bloom"],
-                    0.022,
-                    0.4,
-                    palette=tuple((tuple(c), 1.0) for c in p["palette"]),
-                    spot_prob=0.1,
-                    lean=0.8,
-                ),
-            )
-            look = PlantLook(
-                radius=0.12,
-                height=0.4,
-                radius_cv=0.3,
-                lobes=10,
-                lobe_depth=0.3,
-                colour=tuple(p["green"]),
-                vein=0.05,
-                colour_var=0.12,
-                heads=heads,
-                head_slots=5,
-                bump=0.8,
-                tilt=0.5,
-                canopy_shade=0.1,
-            )
-        a = 1.0 / math.sqrt(p["density"])
-        lat = Lattice(a, a, p["angle"], 0.45, 0.45, 0.9, seed=s + 1)
-        draw_plants(ctx, plant_sites(ctx, item.geom, lat, look), look)
-        if len(px):
-            px.set("landcover", self.landcover)
+            alb, irr = soil(px, p["soil"], s, 0.35, clod=0.6)
+        return Surface(alb, irr, sky=_F(0.9))
+
+    def plants(self, ctx: WindowContext, item: Item) -> None:
+        p = item.params
+        lat = Lattice.broadcast(p["density"], p["angle"], 0.9, item.seed + 1)
+        draw_plant_item(ctx, item.geom, lat, confuser_look(p))

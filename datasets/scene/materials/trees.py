@@ -8,7 +8,8 @@ from datasets.scene import textures
 from datasets.scene.colour import lin
 from datasets.scene.context import PixelSet, WindowContext
 from datasets.scene.items import LC, Item
-from datasets.scene.materials.base import Material, jitter_rgb, register
+from datasets.scene.materials.base import Material, Surface, register
+from datasets.scene.materials.common import blend, jitter_rgb
 
 _F = np.float32
 _TREES = {
@@ -68,12 +69,9 @@ class Tree(Material):
         if p["blossom"] != "none":
             b = lin((238, 236, 228) if p["blossom"] == "white" else (236, 176, 196))
             m = np.clip((textures.sample(px, "grass", s + 3, 1.5) + _F(0.6) * tex) * _F(1.5) - _F(0.2), 0, 1) * _F(0.85)
-            col = col + (b - col) * m[:, None]
-        px.set_albedo(col)
-        px.set("irr", lit)
-        px.set("sky", _F(0.75) + _F(0.25) * (_F(1) - q) - _F(0.3) * gap)
-        px.set("elev", _F(item.height) * (_F(0.6) + _F(0.4) * nz))
-        px.set("landcover", self.landcover)
+            col = blend(col, b, m)
+        sky = _F(0.75) + _F(0.25) * (_F(1) - q) - _F(0.3) * gap
+        self.paint(px, Surface(col, lit, sky=sky, elev=_F(item.height) * (_F(0.6) + _F(0.4) * nz)))
 
 
 def crown(px: PixelSet, p: dict, seed: int, shift: tuple[float, float] = (0.0, 0.0)):
