@@ -11,6 +11,11 @@ uniformly at random on the raster (or inside its area of interest), rejecting ch
 valid footprint. Sources are drawn in proportion to their ground area, so a large orthomosaic is not drowned
 by many small ones.
 
+Optionally a further fraction is centred on *hard negatives*: regions the current model calls poppy where the
+labels say there is none (bare soil, vegetable beds, weedy field edges), mined by
+:func:`detect.mining.mine_hard_negatives` and handed over with :meth:`ChipDataset.set_hard_negatives`. Random
+chips see such rare textures seldom; centring chips on them is what teaches the model to stop flagging them.
+
 Item ``i`` of epoch ``e`` is drawn from ``np.random.default_rng((seed, e, i))``: the same seed gives the same
 chips in any process and any order, which is what makes ``DataLoader(num_workers > 0)`` runs reproducible.
 Rasters are opened lazily in whichever process reads them (never pickled open).
@@ -85,7 +90,8 @@ class Chip:
         image: ``float32 [3, S, S]`` in [0, 1]; 0 where the source has no data.
         mask: ``int64 [S, S]``: 0 background, 1 poppy, 255 ignore (nodata, outside the AOI).
         source: Index of the source in the dataset.
-        positive: True if the chip was centred on a label polygon.
+        kind: How its centre was chosen: ``"positive"`` (on a label polygon), ``"hard"`` (on a hard negative)
+            or ``"random"``.
         window: The window read, in source pixels (fractional).
         gsd_m: Ground size of one chip pixel in metres (the model's GSD, times the scale jitter).
         tries: How many windows were read before one was accepted (random chips only).
@@ -95,11 +101,16 @@ class Chip:
     image: torch.Tensor
     mask: torch.Tensor
     source: int
-    positive: bool
+    kind: str
     window: Window
     gsd_m: float
     tries: int
     usable_fraction: float
+
+    @property
+    def positive(self) -> bool:
+        """True if the chip was centred on a label polygon."""
+        return self.kind == "positive"
 
 
 class ChipSource:
@@ -149,7 +160,7 @@ class ChipSource:
         check_overlap(self.labels, bounds, raster_path)
         raster_box = shapely.box(*bounds)
         self.aoi: LabelSet | None = None
-        region = raster_box
+        region: BaseGeometry = raster_box
         if aoi_path is not None:
             self.aoi = read_labels(aoi_path, self.info.crs)
             if len(self.aoi) == 0:
@@ -160,6 +171,8 @@ class ChipSource:
             check_overlap(self.aoi, bounds, raster_path, what="area-of-interest polygons")
             region = shapely.intersection(shapely.union_all(self.aoi.geometries), raster_box)
         self.warnings: list[str] = self.labels.warnings + (self.aoi.warnings if self.aoi is not None else [])
+        # Where chips may be centred: the raster, inside the AOI when there is one.
+        self.region: BaseGeometry = region
 
         # Where positive chips are centred: the labelled plots, clipped to the raster and to the AOI (a point
         # outside either would give a chip whose centre is ignored).
@@ -176,6 +189,8 @@ class ChipSource:
             self.region_parts, self.region_weights = parts, areas / areas.sum()
         for g in [*self.positive_geoms, *(self.region_parts or [])]:
             shapely.prepare(g)  # contains_xy on prepared geometries is much faster
+        # Where hard-negative chips are centred (see set_hard_negatives): none until the model has been mined.
+        self.hard_geoms: list[BaseGeometry] = []
         # Ground area in m^2 for weighting sources: CRS area -> source pixels -> metres via the measured GSD.
         t = self.info.transform
         pixels = region.area / abs(t.a * t.e)
@@ -251,6 +266,17 @@ class ChipSource:
         col = rng.uniform(0.0, self.info.width - w) + w / 2 if self.info.width > w else self.info.width / 2
         return float(row), float(col)
 
+    def _centre_on(
+        self, geoms: Sequence[BaseGeometry], rng: np.random.Generator, size: int, gsd_m: float, jitter: float
+    ) -> tuple[float, float]:
+        """A random point inside one of ``geoms`` (each equally likely), shifted by up to ``jitter`` half-chips."""
+        geom = geoms[int(rng.integers(len(geoms)))]
+        row, col = self.to_pixel(*_random_point_in(geom, rng))
+        win = self.chip_window(row, col, size, gsd_m)
+        row += rng.uniform(-jitter, jitter) * float(win.height) / 2
+        col += rng.uniform(-jitter, jitter) * float(win.width) / 2
+        return row, col
+
     def positive_centre(self, rng: np.random.Generator, size: int, gsd_m: float, jitter: float) -> tuple[float, float]:
         """A chip centre on a random label polygon: a random point inside it, shifted by up to ``jitter``
         half-chips in each direction (so the point stays inside the chip for ``jitter < 1``).
@@ -258,12 +284,30 @@ class ChipSource:
         Polygons are drawn uniformly, not by area, so a 2 m^2 courtyard plot gets as many chips as a large
         field: small hidden plots are the ones that matter.
         """
-        geom = self.positive_geoms[int(rng.integers(len(self.positive_geoms)))]
-        row, col = self.to_pixel(*_random_point_in(geom, rng))
-        win = self.chip_window(row, col, size, gsd_m)
-        row += rng.uniform(-jitter, jitter) * float(win.height) / 2
-        col += rng.uniform(-jitter, jitter) * float(win.width) / 2
-        return row, col
+        return self._centre_on(self.positive_geoms, rng, size, gsd_m, jitter)
+
+    def set_hard_negatives(self, geoms: Sequence[BaseGeometry]) -> None:
+        """Replace the hard negatives: polygons in the raster's CRS (as ``positive_geoms``) where the model
+        fires but the labels say no poppy.
+
+        They are clipped to the raster and the AOI (a centre outside either gives a chip whose middle is
+        ignored); pieces with no area left are dropped. An empty sequence clears them.
+        """
+        clipped = [shapely.intersection(g, self.region) for g in geoms]
+        self.hard_geoms = [g for g in clipped if not g.is_empty and g.area > 0]
+        for g in self.hard_geoms:
+            shapely.prepare(g)
+
+    def hard_centre(self, rng: np.random.Generator, size: int, gsd_m: float, jitter: float) -> tuple[float, float]:
+        """A chip centre on a random hard negative, drawn as :meth:`positive_centre` draws on label polygons
+        (uniform over polygons, not by area: a small confusable patch is as worth seeing as a large one).
+
+        Raises:
+            ValueError: If no hard negative is set (a programming error: the dataset checks first).
+        """
+        if not self.hard_geoms:
+            raise ValueError(f"{self.path}: no hard negatives set; call set_hard_negatives first")
+        return self._centre_on(self.hard_geoms, rng, size, gsd_m, jitter)
 
 
 class ChipDataset(Dataset):
@@ -274,13 +318,16 @@ class ChipDataset(Dataset):
         target_gsd_m: The model's GSD in metres per pixel; every chip is resampled to it.
         chip_size: Chip side ``S`` in model pixels.
         chips_per_epoch: ``len(dataset)``.
-        positive_fraction: Share of chips centred on label polygons; the rest are random.
+        positive_fraction: Share of chips centred on label polygons; the rest are random (or hard).
         scale_jitter: Chips are read at ``target_gsd_m * U(1 - j, 1 + j)``, so the model sees a range of GSDs.
-        centre_jitter: Positive chips are shifted by up to this many half-chips from the chosen point.
+        centre_jitter: Positive and hard chips are shifted by up to this many half-chips from the chosen point.
         min_usable_fraction: Random chips with less than this share of labelled, valid pixels are redrawn.
         max_tries: Redraws before a random chip is accepted anyway (counted and logged).
         seed: Base seed; item ``i`` of epoch ``e`` uses ``default_rng((seed, e, i))``.
         transform: ``(image, mask, rng) -> (image, mask)`` applied after reading (see ``datasets.transforms``).
+        hard_fraction: Share of chips centred on hard negatives (see :meth:`set_hard_negatives`), taken from
+            the random share: ``positive_fraction + hard_fraction`` must not exceed 1. While no source has any
+            hard negative these chips are random chips, so the positive share stays as set.
 
     Raises:
         InputError: On an empty source list or a setting out of range.
@@ -300,6 +347,7 @@ class ChipDataset(Dataset):
         max_tries: int = 20,
         seed: int = 0,
         transform: Transform | None = None,
+        hard_fraction: float = 0.0,
     ) -> None:
         self.sources = [sources] if isinstance(sources, ChipSource) else list(sources)
         if not self.sources:
@@ -309,6 +357,12 @@ class ChipDataset(Dataset):
             (chip_size >= 8, f"chip_size={chip_size}: must be at least 8 pixels (e.g. 256)"),
             (chips_per_epoch >= 1, f"chips_per_epoch={chips_per_epoch}: must be at least 1"),
             (0.0 <= positive_fraction <= 1.0, f"positive_fraction={positive_fraction}: must be in [0, 1]"),
+            (0.0 <= hard_fraction <= 1.0, f"hard_fraction={hard_fraction}: must be in [0, 1] (e.g. 0.2)"),
+            (
+                positive_fraction + hard_fraction <= 1.0 + 1e-9,
+                f"positive_fraction={positive_fraction} + hard_fraction={hard_fraction}: must not exceed 1 "
+                "(hard-negative chips are taken from the random share)",
+            ),
             (0.0 <= scale_jitter < 1.0, f"scale_jitter={scale_jitter}: must be in [0, 1) (e.g. 0.25 for +-25 %)"),
             (0.0 <= centre_jitter < 1.0, f"centre_jitter={centre_jitter}: must be in [0, 1) half-chips"),
             (0.0 <= min_usable_fraction <= 1.0, f"min_usable_fraction={min_usable_fraction}: must be in [0, 1]"),
@@ -321,6 +375,7 @@ class ChipDataset(Dataset):
         self.chip_size = int(chip_size)
         self.chips_per_epoch = int(chips_per_epoch)
         self.positive_fraction = float(positive_fraction)
+        self.hard_fraction = float(hard_fraction)
         self.scale_jitter = float(scale_jitter)
         self.centre_jitter = float(centre_jitter)
         self.min_usable_fraction = float(min_usable_fraction)
@@ -352,6 +407,38 @@ class ChipDataset(Dataset):
             log.warning(note)
             self.warnings.append(note)
             self.positive_fraction = 0.0
+        # Sources weighted by their number of hard negatives; None while no source has any (see get_chip).
+        self._hard_weights: np.ndarray | None = None
+        self._refresh_hard_weights()
+
+    def _refresh_hard_weights(self) -> None:
+        counts = np.array([len(s.hard_geoms) for s in self.sources], dtype=float)
+        self._hard_weights = counts / counts.sum() if counts.sum() > 0 else None
+
+    def set_hard_negatives(self, per_source: Sequence[Sequence[BaseGeometry]]) -> None:
+        """Replace every source's hard negatives (polygons in that raster's CRS; an empty list for none).
+
+        Call in the main process before the epoch's ``DataLoader`` is iterated: workers that start afterwards
+        get a copy of the dataset with them. Persistent workers (``persistent_workers=True``) keep the copy they
+        started with, so they would not see a later call; :func:`models.training.epoch_loader` builds
+        non-persistent loaders, one per epoch.
+
+        Raises:
+            InputError: If the number of lists differs from the number of sources.
+        """
+        if len(per_source) != len(self.sources):
+            raise InputError(
+                f"{len(per_source)} lists of hard negatives for {len(self.sources)} training rasters: give one list "
+                "per raster, in the dataset's order (an empty list where there is none)"
+            )
+        for source, geoms in zip(self.sources, per_source, strict=True):
+            source.set_hard_negatives(geoms)
+        self._refresh_hard_weights()
+
+    @property
+    def hard_count(self) -> int:
+        """Hard negatives over all sources."""
+        return sum(len(s.hard_geoms) for s in self.sources)
 
     def __len__(self) -> int:
         return self.chips_per_epoch
@@ -369,8 +456,16 @@ class ChipDataset(Dataset):
         if not 0 <= index < self.chips_per_epoch:
             raise IndexError(f"chip index {index} out of range for {self.chips_per_epoch} chips per epoch")
         rng = np.random.default_rng((self.seed, self.epoch, int(index)))
-        positive = bool(rng.random() < self.positive_fraction)
-        weights = self._pos_weights if positive else self._all_weights
+        # One draw picks the kind: [0, p) positive, [p, p + h) hard, the rest random. Hard chips take their share
+        # from the random band, so with hard_fraction 0 (or no hard negative yet) every draw, and so every
+        # chip, is exactly what it was before hard negatives existed: runs and resumes stay reproducible.
+        u = rng.random()
+        if u < self.positive_fraction:
+            kind, weights = "positive", self._pos_weights
+        elif u < self.positive_fraction + self.hard_fraction and self._hard_weights is not None:
+            kind, weights = "hard", self._hard_weights
+        else:
+            kind, weights = "random", self._all_weights
         src_index = int(rng.choice(len(self.sources), p=weights))
         source = self.sources[src_index]
         gsd = self.target_gsd_m
@@ -378,8 +473,11 @@ class ChipDataset(Dataset):
             gsd *= float(rng.uniform(1.0 - self.scale_jitter, 1.0 + self.scale_jitter))
         size = self.chip_size
 
-        if positive:
-            row, col = source.positive_centre(rng, size, gsd, self.centre_jitter)
+        if kind != "random":
+            # Centred on a polygon, as positive chips always were: one read, no rejection (mined hard negatives
+            # lie where the model saw valid pixels).
+            centre = source.positive_centre if kind == "positive" else source.hard_centre
+            row, col = centre(rng, size, gsd, self.centre_jitter)
             window = source.chip_window(row, col, size, gsd)
             rgb, mask = source.read_chip(window, size)
             tries, usable = 1, float(np.mean(mask != IGNORE))
@@ -411,7 +509,7 @@ class ChipDataset(Dataset):
         target = torch.from_numpy(mask.astype(np.int64))
         if self.transform is not None:
             image, target = self.transform(image, target, rng)
-        return Chip(image, target, src_index, positive, window, gsd, tries, usable)
+        return Chip(image, target, src_index, kind, window, gsd, tries, usable)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         chip = self.get_chip(index)

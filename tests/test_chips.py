@@ -301,6 +301,125 @@ def test_dataloader_with_two_workers_matches_main_process(scene):
     assert not torch.equal(images3, torch.cat(images))
 
 
+# --- hard negatives --------------------------------------------------------------------------------------------
+
+# Chips of HEAD before hard negatives existed (scene fixture, the dataset below, epoch 2): (positive, window
+# row_off, col_off, height, poppy pixels). Pinned so that a change in the order of random draws shows up here,
+# not as a silently different training run or a resume that no longer replays its epoch.
+BEFORE_HARD_NEGATIVES = [
+    (False, 125.4009, 441.7647, 66.3507, 0),
+    (False, 196.8618, 441.2872, 65.8718, 0),
+    (True, 360.0433, 188.4662, 54.3424, 168),
+    (False, 225.8131, 242.3515, 68.9999, 0),
+    (False, 5.5128, 38.7309, 69.1663, 0),
+    (True, 341.1116, 150.6887, 62.7780, 288),
+    (True, 60.7815, 54.1295, 62.3304, 418),
+    (False, 28.7457, 66.4111, 73.1429, 170),
+]
+
+
+def pinned_dataset(tif: Path, **kwargs) -> ChipDataset:
+    ds = ChipDataset(
+        ChipSource(tif), target_gsd_m=0.05, chip_size=32, chips_per_epoch=8, scale_jitter=0.2, seed=11, **kwargs
+    )
+    ds.set_epoch(2)
+    return ds
+
+
+def same_chips(a: ChipDataset, b: ChipDataset) -> bool:
+    return all(torch.equal(a[i][0], b[i][0]) and torch.equal(a[i][1], b[i][1]) for i in range(len(a)))
+
+
+def test_hard_fraction_zero_keeps_the_chips_of_before(scene):
+    tif, _ = scene
+    plain = pinned_dataset(tif)
+    got = []
+    for i in range(len(plain)):
+        c = plain.get_chip(i)
+        w = c.window
+        got.append((c.positive, round(w.row_off, 4), round(w.col_off, 4), round(w.height, 4), int((c.mask == 1).sum())))
+        assert c.kind == ("positive" if c.positive else "random")
+    assert got == [pytest.approx(row, abs=1e-4) for row in BEFORE_HARD_NEGATIVES]
+    # hard_fraction 0 with hard negatives set changes nothing either.
+    zero = pinned_dataset(tif, hard_fraction=0.0)
+    zero.set_hard_negatives([[ground_box(6, 6, 1, 1)]])
+    assert same_chips(zero, plain)
+
+
+def test_hard_chips_fall_back_to_random_until_mined(scene):
+    tif, _ = scene
+    plain = pinned_dataset(tif)
+    waiting = pinned_dataset(tif, hard_fraction=0.4)
+    assert same_chips(waiting, plain)  # the random chips they would have been: the positive share is untouched
+    assert {waiting.get_chip(i).kind for i in range(8)} == {"positive", "random"}
+    waiting.set_hard_negatives([[shapely.box(0, 0, 1, 1)]])  # off the raster: clipped away, still nothing
+    assert waiting.hard_count == 0
+    assert same_chips(waiting, plain)
+
+
+def test_hard_chips_share_centres_and_sources(tmp_path):
+    first = painted_scene(tmp_path, "first", 0.1, 25.6, [ground_box(2, 2, 1, 1)])
+    second = painted_scene(tmp_path, "second", 0.1, 25.6, [ground_box(3, 3, 1, 1)])
+    kwargs = dict(target_gsd_m=0.1, chip_size=16, chips_per_epoch=400, positive_fraction=0.3, seed=6)
+    big, tiny = ground_box(10, 10, 6, 6), ground_box(20, 4, 0.3, 0.3)  # 36 m^2 and 0.09 m^2
+    ds = ChipDataset([ChipSource(first), ChipSource(second)], hard_fraction=0.25, **kwargs)
+    ds.set_hard_negatives([[big, tiny], []])
+    assert ds.hard_count == 2
+    chips = [ds.get_chip(i) for i in range(len(ds))]
+    plain = ChipDataset([ChipSource(first), ChipSource(second)], **kwargs)
+    before = [plain.get_chip(i) for i in range(len(plain))]
+
+    n = len(chips)
+    hard = [c for c in chips if c.kind == "hard"]
+    assert abs(len(hard) - 0.25 * n) <= 4 * (n * 0.25 * 0.75) ** 0.5
+    assert all(c.source == 0 for c in hard)  # only the first raster has hard negatives
+    assert not any(c.positive for c in hard)
+    # The positive chips are the same chips as without hard negatives, and so is every other non-hard chip.
+    assert [c.positive for c in chips] == [c.positive for c in before]
+    for c, b in zip(chips, before, strict=True):
+        if c.kind != "hard":
+            assert c.window == b.window and torch.equal(c.mask, b.mask)
+    # Centres lie within the jitter (half a half-chip: 0.4 m) of a hard polygon; both polygons get chips
+    # though one is 400 times larger: polygons are drawn uniformly, not by area.
+    transform = ds.sources[0].info.transform
+    near_tiny = 0
+    for c in hard:
+        x, y = transform * (c.window.col_off + c.window.width / 2, c.window.row_off + c.window.height / 2)
+        point = shapely.Point(x, y)
+        assert min(point.distance(big), point.distance(tiny)) <= 0.5 * 0.8 * 2**0.5 + 1e-6
+        near_tiny += point.distance(tiny) < point.distance(big)
+    assert near_tiny / len(hard) == pytest.approx(0.5, abs=0.15)
+    # Chips on the tiny patch show it: their masks hold no poppy (it is a negative), and they are all valid.
+    assert all(int((c.mask == 1).sum()) == 0 and c.usable_fraction == 1.0 for c in hard)
+
+
+def test_hard_chips_are_deterministic_and_reach_dataloader_workers(scene):
+    tif, _ = scene
+    ds = ChipDataset(ChipSource(tif), target_gsd_m=0.05, chip_size=32, chips_per_epoch=8, seed=2, hard_fraction=0.5)
+    ds.set_hard_negatives([[ground_box(6, 6, 1, 1), ground_box(10, 1, 0.5, 0.5)]])
+    ds.set_epoch(1)
+    kinds = [ds.get_chip(i).kind for i in range(8)]
+    assert "hard" in kinds
+    expected = [ds[i] for i in range(8)]
+    again = [ds[i] for i in reversed(range(8))][::-1]  # any order: item i depends on (seed, epoch, i) only
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(expected, again, strict=True))
+    # A fresh, non-persistent loader (as models.training.epoch_loader builds each epoch) hands the workers a copy
+    # of the dataset taken when it is iterated: hard negatives set before then are seen there.
+    loader = DataLoader(ds, batch_size=4, num_workers=2)
+    images = torch.cat([b[0] for b in loader])
+    assert torch.equal(images, torch.stack([e[0] for e in expected]))
+    ds.set_epoch(2)
+    assert not all(torch.equal(ds[i][0], expected[i][0]) for i in range(8))
+
+
+def test_hard_negatives_for_the_wrong_number_of_rasters_are_refused(tmp_path):
+    a = painted_scene(tmp_path, "a", 0.1, 6.4, [ground_box(1, 1, 1, 1)])
+    b = painted_scene(tmp_path, "b", 0.1, 6.4, [ground_box(1, 1, 1, 1)])
+    ds = ChipDataset([ChipSource(a), ChipSource(b)], target_gsd_m=0.1, chip_size=16, hard_fraction=0.2)
+    with pytest.raises(InputError, match=r"1 lists of hard negatives for 2 training rasters: give one list per raster"):
+        ds.set_hard_negatives([[ground_box(3, 3, 1, 1)]])
+
+
 # --- errors and the folder helper ----------------------------------------------------------------------------
 
 
@@ -334,6 +453,11 @@ def test_labels_elsewhere_are_refused(tmp_path):
         ({"positive_fraction": 1.5}, r"positive_fraction=1\.5"),
         ({"scale_jitter": 1.0}, r"scale_jitter=1\.0"),
         ({"chip_size": 4}, "chip_size=4"),
+        ({"hard_fraction": -0.1}, r"hard_fraction=-0\.1: must be in \[0, 1\]"),
+        (
+            {"positive_fraction": 0.8, "hard_fraction": 0.3},
+            r"positive_fraction=0\.8 \+ hard_fraction=0\.3: must not exceed 1",
+        ),
     ],
 )
 def test_bad_settings_are_refused(scene, kwargs, match):
