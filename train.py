@@ -18,6 +18,10 @@ Examples:
     # synthetic data only, with 20 synthetic validation scenes, a ResNet-34 U-Net on the GPU
     python train.py --synthetic 400 --synthetic-val 20 --out runs/r34 --arch unet_resnet34 --device cuda
 
+    # a quarter of the chips centred on the model's own false alarms on the training scenes, found again every
+    # 2 epochs (hard-negative mining: what cuts false alarms on your local crops when fine-tuning)
+    python train.py --data data/labelled --init default --hard-negatives 0.25 --mine-every 2 --out runs/hn
+
     # continue an interrupted run exactly where its last finished epoch left it
     python train.py --out runs/county-2025 --resume
 
@@ -73,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     "pretrain": None,  # NAME:PATH of a public data set: land-cover pretraining instead of poppy training
     "negatives": None,  # NAME:PATH of a public data set whose valid pixels are mixed in as poppy-free chips
     "negative_share": 0.2,  # a fifth of the chips real farmland without poppy; the rest keep the plot balance
+    "hard_negatives": 0.0,  # share of chips centred on the model's false alarms on the training scenes (0: off)
+    "mine_every": 2,  # epochs between minings: each is one inference pass over every training scene
     "val_chips": 200,  # fixed validation chips of a --pretrain run: ~7 ha at 256 px and 3 cm, seconds on a CPU
     "val_fraction": 0.2,
     "val_every": 1,
@@ -116,6 +122,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pretrain", help="pretrain on land cover of a public data set, NAME[@GSD]:PATH (see below)")
     p.add_argument("--negatives", help="mix in poppy-free chips of a public data set, NAME[@GSD]:PATH")
     p.add_argument("--negative-share", type=float, help="share of chips from --negatives (default 0.2)")
+    p.add_argument(
+        "--hard-negatives",
+        type=float,
+        metavar="SHARE",
+        help="share of chips centred on the model's false alarms on the training scenes (default 0: off)",
+    )
+    p.add_argument("--mine-every", type=int, metavar="N", help="find false alarms again every N epochs (default 2)")
     p.add_argument("--val-chips", type=int, help=f"validation chips of a --pretrain run (default {d['val_chips']})")
     p.add_argument("--val-fraction", type=float, help="share of --data orthomosaics held out (default 0.2)")
     p.add_argument("--val-every", type=int, help="validate every N epochs (default 1; the last epoch always)")
@@ -176,6 +189,16 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
         (s["min_area_m2"] >= 0, f"--min-area-m2 {s['min_area_m2']}: must be 0 or more"),
         (0 < s["negative_share"] < 1, f"--negative-share {s['negative_share']}: must be between 0 and 1 (e.g. 0.2)"),
         (s["val_chips"] >= 1, f"--val-chips {s['val_chips']}: must be at least 1"),
+        (
+            0 <= s["hard_negatives"] < 1 and s["positive_fraction"] + s["hard_negatives"] <= 1,
+            f"--hard-negatives {s['hard_negatives']}: must be 0 or more, and with --positive-fraction "
+            f"{s['positive_fraction']} at most 1 in all (e.g. 0.25)",
+        ),
+        (s["mine_every"] >= 1, f"--mine-every {s['mine_every']}: must be at least 1"),
+        (
+            s["hard_negatives"] == 0 or s["pretrain"] is None,
+            "--hard-negatives applies to poppy training, not to --pretrain",
+        ),
         ("negative_share" not in given or s["negatives"] is not None, "--negative-share needs --negatives NAME:PATH"),
         ("val_chips" not in given or s["pretrain"] is not None, "--val-chips applies to --pretrain runs only"),
         (

@@ -34,6 +34,7 @@ from datasets.public import MixedChipDataset, PublicChipDataset, open_public, pr
 from datasets.transforms import train_augment
 from detect.errors import InputError
 from detect.evaluate import DEFAULT_THRESHOLDS, Scene, evaluate_chips, evaluate_scenes, hold_out, scenes_from_folder
+from detect.mining import MiningResult, mine_hard_negatives
 from detect.predict import resolve_device
 from models.checkpoint import (
     ModelSpec,
@@ -157,7 +158,9 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
         scale_jitter=s["scale_jitter"],
         seed=s["seed"],
         transform=train_augment(),
+        hard_fraction=s["hard_negatives"],
     )
+    chips = dataset  # the poppy chips, also when --negatives wraps them below: hard negatives are set on these
     say = _say(s)
     if s["negatives"] is not None:
         dataset, negatives_hash, described = with_negatives(dataset, s, spec.gsd_m)
@@ -168,10 +171,56 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
     start, best = _resume_state(resume, out, optimizer, scheduler, total_steps, log, n_score=2)
     say(f"{len(train_scenes)} training and {len(val_scenes)} validation orthomosaics ({rule}); device {device}")
     validate = functools.partial(_validate_on_scenes, scenes=val_scenes, device=device, s=s, out=out)
+    before_epoch = None
+    if s["hard_negatives"] > 0:
+        before_epoch = HardNegativeMiner(chips, s, out, device)
+        if resume:
+            before_epoch.restore()
     return fit(
         model, spec, dataset, DiceFocalLoss(), optimizer, scheduler, device, s, out, validate, log,
-        start=start, best=best, total_steps=total_steps,
+        start=start, best=best, total_steps=total_steps, before_epoch=before_epoch,
     )  # fmt: skip
+
+
+class HardNegativeMiner:
+    """``--hard-negatives``: before every ``--mine-every``-th epoch, find where the model calls poppy on the
+    training scenes and the labels do not (:func:`detect.mining.mine_hard_negatives`), and centre that share of the
+    chips on those places.
+
+    Not before the first epoch of a new network, whose output is noise; with ``--init`` yes, since the fine-tuned
+    model's false alarms on the user's own crops are the point. The mined polygons are kept in
+    ``OUT/hard_negatives.json``, so ``--resume`` draws the same chips as the interrupted run would have.
+
+    Args:
+        chips: The poppy chip dataset (``hard_fraction`` > 0).
+        s: Settings: ``hard_negatives``, ``mine_every``, ``init``, ``batch_size``, ``val_tile``, ``quiet``.
+        out: The run folder.
+        device: Where to predict.
+    """
+
+    def __init__(self, chips: ChipDataset, s: Settings, out: Path, device: torch.device) -> None:
+        self.chips, self.s, self.device = chips, s, device
+        self.path = out / "hard_negatives.json"
+
+    def due(self, epoch: int) -> bool:
+        """Whether to mine before ``epoch``."""
+        return (epoch - 1) % self.s["mine_every"] == 0 and (epoch > 1 or self.s["init"] is not None)
+
+    def restore(self) -> None:
+        """Set the last mined polygons again (a resumed run), when there are any."""
+        if self.path.is_file():
+            self.chips.set_hard_negatives(MiningResult.from_dict(json.loads(self.path.read_text())))
+
+    def __call__(self, model: nn.Module, spec: ModelSpec, epoch: int) -> None:
+        if not self.due(epoch):
+            return
+        mined = mine_hard_negatives(
+            model, spec, self.chips.sources, threshold=spec.threshold, device=self.device,
+            batch_size=self.s["batch_size"], tile=self.s["val_tile"], progress=not self.s["quiet"],
+        )  # fmt: skip
+        self.chips.set_hard_negatives(mined)
+        _write_json(self.path, {"epoch": epoch, **mined.to_dict()})
+        _say(self.s)(f"epoch {epoch}/{self.s['epochs']}: {mined.line()}")
 
 
 def pretrain(s: Settings, out: Path, resume: bool = False) -> Best:
@@ -237,6 +286,7 @@ def fit(
     start: int,
     best: Best,
     total_steps: int,
+    before_epoch: Callable[[nn.Module, ModelSpec, int], None] | None = None,
 ) -> Best:
     """Train from epoch ``start + 1`` to ``s["epochs"]``, validating every ``s["val_every"]`` epochs and after the
     last, and return the best validation.
@@ -261,9 +311,13 @@ def fit(
         start: The last finished epoch (0 for a new run).
         best: The best validation so far (``Best((-inf, ...))`` for a new run).
         total_steps: Updates in the whole run, recorded so a resume can tell the schedule changed.
+        before_epoch: ``before_epoch(model, spec, epoch)``, called before each epoch's chips are drawn (hard
+            negative mining).
     """
     say = _say(s)
     for epoch in range(start + 1, s["epochs"] + 1):
+        if before_epoch is not None:
+            before_epoch(model, spec, epoch)
         row, line = _train_epoch(model, dataset, criterion, optimizer, scheduler, device, spec, s, epoch)
         if epoch % s["val_every"] == 0 or epoch == s["epochs"]:
             result = validate(model, spec, epoch)

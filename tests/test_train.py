@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -332,3 +333,65 @@ def test_bad_public_data_arguments_exit_2(data: Path, tmp_path: Path, capsys, ar
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and match in err[-1]
     assert not (tmp_path / "out" / "last.pt").exists()
+
+
+# --- hard-negative mining ----------------------------------------------------------------------------------------
+
+
+def test_hard_negatives_are_mined_before_later_epochs_and_a_resume_draws_the_same_chips(
+    data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    hard = ["--hard-negatives", "0.6", "--mine-every", "2", "--positive-fraction", "0.3"]
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    mined_at: list[int] = []
+    real_mine = models.trainer.mine_hard_negatives
+
+    def spy(*args, **kwargs):
+        result = real_mine(*args, **kwargs)
+        mined_at.append(result.hard_count)
+        return result
+
+    monkeypatch.setattr(models.trainer, "mine_hard_negatives", spy)
+    assert run("--data", data, "--out", straight, "--epochs", "4", *hard, *FAST) == 0
+    assert len(mined_at) == 1  # before epoch 3 only: not before the first epoch of a new network, then every 2
+    record = json.loads((straight / "hard_negatives.json").read_text())
+    assert record["epoch"] == 3 and len(record["sources"]) == 2  # one list per training orthomosaic
+    assert sum(len(s["geoms"]) for s in record["sources"]) == mined_at[-1] > 0  # the young model has false alarms
+    assert json.loads((straight / "settings.json").read_text())["hard_negatives"] == 0.6
+
+    real = models.training.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # in epoch 4 (no mining before it): the resumed run must restore epoch 3's polygons
+
+            def stop(i: int) -> None:
+                raise KeyboardInterrupt
+
+            kwargs["step_hook"] = stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models.training, "train_one_epoch", interrupted)
+    assert run("--data", data, "--out", broken, "--epochs", "4", *hard, *FAST) == 130
+    monkeypatch.setattr(models.training, "train_one_epoch", real)
+    assert run("--out", broken, "--resume", "--quiet") == 0
+    a = torch.load(straight / "last.pt", weights_only=True)["state_dict"]
+    b = torch.load(broken / "last.pt", weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--hard-negatives", "0.6"], r"--hard-negatives 0.6: .*--positive-fraction 0.5 at most 1"),
+        (["--hard-negatives", "-0.1"], r"--hard-negatives -0.1: must be 0 or more"),
+        (["--hard-negatives", "0.2", "--mine-every", "0"], r"--mine-every 0: must be at least 1"),
+    ],
+)
+def test_bad_hard_negative_settings_exit_2(data: Path, tmp_path: Path, capsys, argv: list[str], match: str) -> None:
+    assert run("--data", data, "--out", tmp_path / "r", *argv, *FAST) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert re.search(match, err), err
