@@ -28,6 +28,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from detect.errors import InputError
+from detect.tiling import window_placement
 
 __all__ = [
     "RasterInfo",
@@ -186,44 +187,6 @@ def _to_uint8(arr: np.ndarray, dtype: str) -> np.ndarray:
     return np.clip(np.nan_to_num(arr.astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _placement(
-    ds: rasterio.io.DatasetReader, window: Window, out_h: int, out_w: int
-) -> tuple[Window, tuple[slice, slice]] | None:
-    """Where the part of ``window`` inside the raster lands in an ``out_h x out_w`` result.
-
-    Clips the window to the raster, then maps the clipped part to whole output pixels. Reading the clipped
-    window with a matching out_shape keeps the read in GDAL's fast path (no boundless VRT).
-
-    Returns:
-        ``(src, (rows, cols))``: the source window to read (its extent matches the whole output pixels exactly,
-        so no sub-pixel shift creeps in) and the output slices it fills; ``None`` when nothing of the window
-        lies inside the raster.
-    """
-    win_h, win_w = float(window.height), float(window.width)
-    if win_h <= 0 or win_w <= 0 or out_h <= 0 or out_w <= 0:
-        return None
-    sy, sx = out_h / win_h, out_w / win_w  # output pixels per source pixel
-    r0 = max(0.0, float(window.row_off))
-    c0 = max(0.0, float(window.col_off))
-    r1 = min(float(ds.height), float(window.row_off) + win_h)
-    c1 = min(float(ds.width), float(window.col_off) + win_w)
-    if r1 <= r0 or c1 <= c0:
-        return None
-    or0 = round((r0 - window.row_off) * sy)
-    oc0 = round((c0 - window.col_off) * sx)
-    or1 = round((r1 - window.row_off) * sy)
-    oc1 = round((c1 - window.col_off) * sx)
-    if or1 <= or0 or oc1 <= oc0:
-        return None
-    src = Window(
-        col_off=window.col_off + oc0 / sx,
-        row_off=window.row_off + or0 / sy,
-        width=(oc1 - oc0) / sx,
-        height=(or1 - or0) / sy,
-    )
-    return src, (slice(or0, or1), slice(oc0, oc1))
-
-
 def _out_shape(window: Window, out_shape: tuple[int, int] | None) -> tuple[int, int]:
     return out_shape if out_shape is not None else (round(float(window.height)), round(float(window.width)))
 
@@ -252,7 +215,7 @@ def read_window(
     out_h, out_w = _out_shape(window, out_shape)
     rgb = np.zeros((3, out_h, out_w), dtype=np.uint8)
     valid = np.zeros((out_h, out_w), dtype=bool)
-    placed = _placement(ds, window, out_h, out_w)
+    placed = window_placement(ds.height, ds.width, window, out_h, out_w)
     if placed is None:
         return rgb, valid
     src, (rows, cols) = placed
@@ -294,7 +257,7 @@ def read_footprint(
     """
     out_h, out_w = _out_shape(window, out_shape)
     valid = np.zeros((out_h, out_w), dtype=bool)
-    placed = _placement(ds, window, out_h, out_w)
+    placed = window_placement(ds.height, ds.width, window, out_h, out_w)
     if placed is None:
         return valid
     src, (rows, cols) = placed
@@ -332,7 +295,7 @@ def read_band(
     """
     out_h, out_w = _out_shape(window, out_shape)
     out = np.full((out_h, out_w), fill, dtype=ds.dtypes[band - 1])
-    placed = _placement(ds, window, out_h, out_w)
+    placed = window_placement(ds.height, ds.width, window, out_h, out_w)
     if placed is None:
         return out
     src, (rows, cols) = placed

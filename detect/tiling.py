@@ -191,3 +191,39 @@ def window_touches_footprint(window: Window, footprint: np.ndarray, cell: tuple[
 def tiles_touching_footprint(windows: Sequence[Window], footprint: np.ndarray, cell: tuple[float, float]) -> list[bool]:
     """:func:`window_touches_footprint` for each window, in order."""
     return [window_touches_footprint(w, footprint, cell) for w in windows]
+
+
+def window_placement(
+    height: int, width: int, window: Window, out_h: int, out_w: int
+) -> tuple[Window, tuple[slice, slice]] | None:
+    """Where the part of ``window`` inside a ``height x width`` raster lands in an ``out_h x out_w`` result.
+
+    Clips the window to the raster, then maps the clipped part to whole output pixels. Reading the clipped
+    window with a matching out_shape keeps the read in GDAL's fast path (no boundless VRT), and the image and
+    every mask read with the same window land on the same output grid.
+
+    Returns:
+        ``(src, (rows, cols))``: the source window to read (its extent matches the whole output pixels exactly,
+        so no sub-pixel shift creeps in) and the output slices it fills; ``None`` when nothing of the window
+        lies inside the raster.
+    """
+    win_h, win_w = float(window.height), float(window.width)
+    if win_h <= 0 or win_w <= 0 or out_h <= 0 or out_w <= 0:
+        return None
+    sy, sx = out_h / win_h, out_w / win_w  # output pixels per source pixel
+    r0, c0 = max(0.0, float(window.row_off)), max(0.0, float(window.col_off))
+    r1 = min(float(height), float(window.row_off) + win_h)
+    c1 = min(float(width), float(window.col_off) + win_w)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    or0, oc0 = round((r0 - window.row_off) * sy), round((c0 - window.col_off) * sx)
+    or1, oc1 = round((r1 - window.row_off) * sy), round((c1 - window.col_off) * sx)
+    if or1 <= or0 or oc1 <= oc0:
+        return None
+    src = Window(
+        col_off=window.col_off + oc0 / sx,
+        row_off=window.row_off + or0 / sy,
+        width=(oc1 - oc0) / sx,
+        height=(or1 - or0) / sy,
+    )
+    return src, (slice(or0, or1), slice(oc0, oc1))

@@ -15,6 +15,7 @@ from detect.tiling import (
     tile_grid,
     tile_starts,
     tiles_touching_footprint,
+    window_placement,
     window_touches_footprint,
 )
 
@@ -208,3 +209,35 @@ def test_blending_two_different_tiles_cross_fades() -> None:
     steps = np.diff(out)
     assert steps.min() >= 0  # monotonic
     assert steps.max() < 0.25  # spread over the overlap, no seam
+
+
+@pytest.mark.parametrize(
+    ("raster_hw", "window", "out_hw", "expected"),
+    [
+        # inside, same size: read as is, fill everything
+        ((100, 100), (10, 20, 30, 40), (30, 40), ((10, 20, 30, 40), (0, 30, 0, 40))),
+        # hanging over the top-left corner: the inside quarter fills the bottom-right of the result
+        ((100, 100), (-10, -10, 20, 20), (20, 20), ((0, 0, 10, 10), (10, 20, 10, 20))),
+        # hanging over the bottom edge, upsampled 2x: the 10 inside rows fill the first 20 output rows
+        ((100, 100), (90, 0, 20, 20), (40, 40), ((90, 0, 10, 20), (0, 20, 0, 40))),
+        # downsampled 4x with a clipped edge that ends mid output pixel: snapped to whole output pixels
+        ((100, 100), (0, 94, 40, 40), (10, 10), ((0, 94, 40, 8), (0, 10, 0, 2))),
+        # a non-square raster: rows and columns are not swapped
+        ((50, 200), (40, 150, 20, 20), (20, 20), ((40, 150, 10, 20), (0, 10, 0, 20))),
+        # wholly outside, or empty
+        ((100, 100), (100, 0, 10, 10), (10, 10), None),
+        ((100, 100), (-20, -20, 10, 10), (10, 10), None),
+        ((100, 100), (0, 0, 0, 10), (10, 10), None),
+        ((100, 100), (0, 0, 10, 10), (0, 10), None),
+    ],
+)
+def test_window_placement(raster_hw, window, out_hw, expected) -> None:
+    row_off, col_off, height, width = window
+    placed = window_placement(*raster_hw, Window(col_off, row_off, width, height), *out_hw)
+    if expected is None:
+        assert placed is None
+        return
+    (r, c, h, w), (r0, r1, c0, c1) = expected
+    src, (rows, cols) = placed
+    assert (src.row_off, src.col_off, src.height, src.width) == pytest.approx((r, c, h, w))
+    assert (rows, cols) == (slice(r0, r1), slice(c0, c1))

@@ -38,6 +38,7 @@ from rasterio.windows import Window
 
 from datasets.labels import IGNORE
 from detect.errors import InputError
+from detect.tiling import window_placement
 
 __all__ = [
     "IGNORE",
@@ -131,36 +132,6 @@ def open_tile_file(path: str | Path) -> rasterio.io.DatasetReader:
         raise InputError(f"{path}: not an image GDAL can read ({exc}); re-extract the data set archive") from exc
 
 
-def _placement(
-    height: int, width: int, window: Window, out_h: int, out_w: int
-) -> tuple[Window, tuple[slice, slice]] | None:
-    """The part of ``window`` inside a ``height x width`` file and the output pixels it fills.
-
-    The clipped source window is snapped to whole output pixels, so the image and every mask read with the
-    same window land on the same output grid (no sub-pixel shift between them).
-    """
-    win_h, win_w = float(window.height), float(window.width)
-    if win_h <= 0 or win_w <= 0:
-        return None
-    sy, sx = out_h / win_h, out_w / win_w
-    r0, c0 = max(0.0, float(window.row_off)), max(0.0, float(window.col_off))
-    r1 = min(float(height), float(window.row_off) + win_h)
-    c1 = min(float(width), float(window.col_off) + win_w)
-    if r1 <= r0 or c1 <= c0:
-        return None
-    or0, oc0 = round((r0 - window.row_off) * sy), round((c0 - window.col_off) * sx)
-    or1, oc1 = round((r1 - window.row_off) * sy), round((c1 - window.col_off) * sx)
-    if or1 <= or0 or oc1 <= oc0:
-        return None
-    src = Window(
-        col_off=window.col_off + oc0 / sx,
-        row_off=window.row_off + or0 / sy,
-        width=(oc1 - oc0) / sx,
-        height=(or1 - or0) / sy,
-    )
-    return src, (slice(or0, or1), slice(oc0, oc1))
-
-
 def _check_uint8(ds: rasterio.io.DatasetReader, bands: Sequence[int]) -> None:
     for b in bands:
         if ds.dtypes[b - 1] != "uint8":
@@ -190,7 +161,7 @@ def read_image(
         if max(bands) > ds.count:
             raise InputError(f"{path}: has {ds.count} band(s), expected at least {max(bands)}; re-extract it")
         _check_uint8(ds, bands)
-        placed = _placement(ds.height, ds.width, window, out_h, out_w)
+        placed = window_placement(ds.height, ds.width, window, out_h, out_w)
         if placed is None:
             return data, present
         src, (rows, cols) = placed
@@ -215,7 +186,7 @@ def read_layer(path: str | Path, window: Window, out_shape: tuple[int, int], fil
     out = np.full((out_h, out_w), fill, dtype=np.uint8)
     with open_tile_file(path) as ds:
         _check_uint8(ds, [1])
-        placed = _placement(ds.height, ds.width, window, out_h, out_w)
+        placed = window_placement(ds.height, ds.width, window, out_h, out_w)
         if placed is None:
             return out
         src, (rows, cols) = placed
