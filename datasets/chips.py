@@ -51,7 +51,7 @@ from datasets.labels import (
 from detect.errors import InputError
 from detect.raster import RasterInfo, inspect_raster, open_raster, read_window
 
-__all__ = ["Chip", "ChipDataset", "ChipSource", "Transform", "sources_from_folder"]
+__all__ = ["Chip", "ChipDataset", "ChipSource", "EpochChips", "Transform", "sources_from_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,35 @@ class ChipSource:
         return self._centre_on(self.hard_geoms, rng, size, gsd_m, jitter)
 
 
-class ChipDataset(Dataset):
+class EpochChips(Dataset):
+    """A dataset of ``chips_per_epoch`` chips drawn afresh each epoch: item ``i`` of epoch ``e`` is a pure function
+    of ``(seed, e, i)``. Subclasses set ``chips_per_epoch`` and call ``super().__init__()``.
+
+    The epoch lives in shared memory, so ``set_epoch`` reaches persistent DataLoader workers too.
+    """
+
+    chips_per_epoch: int
+
+    def __init__(self) -> None:
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        return self.chips_per_epoch
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose chips are drawn; call before iterating."""
+        self._epoch.fill_(int(epoch))
+
+    def _check_index(self, index: int) -> None:
+        if not 0 <= index < self.chips_per_epoch:
+            raise IndexError(f"chip index {index} out of range for {self.chips_per_epoch} chips per epoch")
+
+
+class ChipDataset(EpochChips):
     """Balanced chips from one or many :class:`ChipSource`; items are ``(image, mask)`` tensors.
 
     Args:
@@ -382,8 +410,7 @@ class ChipDataset(Dataset):
         self.max_tries = int(max_tries)
         self.seed = int(seed)
         self.transform = transform
-        # The epoch lives in shared memory so that set_epoch reaches persistent DataLoader workers too.
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        super().__init__()
         self._gave_up = 0
 
         self.warnings: list[str] = [w for s in self.sources for w in s.warnings]
@@ -440,21 +467,9 @@ class ChipDataset(Dataset):
         """Hard negatives over all sources."""
         return sum(len(s.hard_geoms) for s in self.sources)
 
-    def __len__(self) -> int:
-        return self.chips_per_epoch
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch.item())
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose chips are drawn; call before iterating (workers see it through shared memory)."""
-        self._epoch.fill_(int(epoch))
-
     def get_chip(self, index: int) -> Chip:
         """Draw item ``index`` of the current epoch, with the record of how it was drawn."""
-        if not 0 <= index < self.chips_per_epoch:
-            raise IndexError(f"chip index {index} out of range for {self.chips_per_epoch} chips per epoch")
+        self._check_index(index)
         rng = np.random.default_rng((self.seed, self.epoch, int(index)))
         # One draw picks the kind: [0, p) positive, [p, p + h) hard, the rest random. Hard chips take their share
         # from the random band, so with hard_fraction 0 (or no hard negative yet) every draw, and so every

@@ -28,6 +28,7 @@ import torch
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
+from datasets.chips import EpochChips
 from datasets.labels import IGNORE
 from datasets.public.base import PublicDataset, PublicTile
 from detect.errors import InputError
@@ -65,7 +66,7 @@ class PublicChip:
     usable_fraction: float
 
 
-class PublicChipDataset(Dataset):
+class PublicChipDataset(EpochChips):
     """Chips of public-data-set tiles at the model's GSD; items are ``(image, mask)`` tensors.
 
     Args:
@@ -127,7 +128,7 @@ class PublicChipDataset(Dataset):
         self.max_tries = int(max_tries)
         self.seed = int(seed)
         self.transform = transform
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # reaches persistent workers too
+        super().__init__()
         areas = np.array([t.area_m2 for t in self.tiles], dtype=float)
         self._weights = areas / areas.sum()
         coarsest = max(t.gsd_m for t in self.tiles)
@@ -140,17 +141,6 @@ class PublicChipDataset(Dataset):
             )
             log.info(note)
             self.warnings.append(note)
-
-    def __len__(self) -> int:
-        return self.chips_per_epoch
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch.item())
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose chips are drawn (workers see it through shared memory)."""
-        self._epoch.fill_(int(epoch))
 
     def chip_window(self, tile: PublicTile, row: float, col: float, gsd_m: float) -> Window:
         """The source window centred at fractional pixel ``(row, col)`` covering ``chip_size`` pixels of
@@ -173,8 +163,7 @@ class PublicChipDataset(Dataset):
 
     def get_chip(self, index: int) -> PublicChip:
         """Draw item ``index`` of the current epoch, with the record of how it was drawn."""
-        if not 0 <= index < self.chips_per_epoch:
-            raise IndexError(f"chip index {index} out of range for {self.chips_per_epoch} chips per epoch")
+        self._check_index(index)
         rng = np.random.default_rng((self.seed, self.epoch, int(index), _SALT))
         gsd = self.target_gsd_m
         if self.scale_jitter > 0:
