@@ -29,7 +29,8 @@ def row(run: Path) -> str | None:
     stages = {g["group"]: g for g in test["by_stage"]}
     none = stages.get("none", {}).get("fp_m2_per_ha")
     recall = " / ".join(
-        f"{stages[s]['found']}/{stages[s]['labels']}" if s in stages else "-" for s in ("flowering", "vegetative", "capsule")
+        f"{stages[s]['found']}/{stages[s]['labels']}" if s in stages else "-"
+        for s in ("flowering", "vegetative", "capsule")
     )
     seconds = (run / "seconds.txt").read_text().strip() if (run / "seconds.txt").is_file() else "-"
     return (
