@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from detect.errors import InputError
+from models.plotnet import JudgeSpec
 from models.registry import build_model, list_models
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "default_weights_path",
     "file_sha256",
     "load_checkpoint",
+    "load_judge",
     "load_pretrained_into",
     "load_training_state",
     "normalise",
@@ -144,7 +146,14 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec, *, extra: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    spec: ModelSpec,
+    *,
+    extra: dict | None = None,
+    judge: tuple[nn.Module, JudgeSpec] | None = None,
+) -> None:
     """Write a checkpoint atomically (to a temporary file beside it, then renamed).
 
     Args:
@@ -153,11 +162,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec: ModelSpec, *, extr
         spec: What inference needs.
         extra: Optional training state (optimiser, scheduler, RNG, epoch) for ``--resume``; plain types and
             tensors only.
+        judge: Optional second stage (:mod:`models.plotnet`): its network and spec, stored under ``"judge"``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"poppy_survey_checkpoint": True, **_plain(spec.to_dict()), "state_dict": state}
+    if judge is not None:
+        judge_model, judge_spec = judge
+        judge_state = {k: v.detach().cpu() for k, v in judge_model.state_dict().items()}
+        payload["judge"] = {**_plain(judge_spec.to_dict()), "state_dict": judge_state}
     if extra is not None:
         payload["extra"] = _plain(extra) if not isinstance(extra, dict) else extra
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -332,6 +346,36 @@ def load_pretrained_into(
         raise InputError(f"weights {source}: not every tensor transfers ({report.summary()})")
     model.load_state_dict(update, strict=False)
     return report
+
+
+def load_judge(
+    path: str | Path | None = None, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, JudgeSpec] | None:
+    """The second stage stored in a checkpoint, in eval mode, or None for a one-stage checkpoint.
+
+    Args:
+        path: A checkpoint file; ``None`` or ``"default"`` for the shipped default model.
+        map_location: Device to load the weights to.
+
+    Raises:
+        InputError: If the file cannot be read, or its judge is damaged or does not fit its network.
+    """
+    p = _resolve(path)
+    stored = _read(p, map_location).get("judge")
+    if stored is None:
+        return None
+    if not isinstance(stored, dict) or "state_dict" not in stored:
+        raise InputError(f"weights {p}: the second-stage judge is damaged; retrain it with train.py --judge")
+    spec = JudgeSpec.from_dict(stored)
+    model = spec.build()
+    try:
+        model.load_state_dict(stored["state_dict"])
+    except RuntimeError as exc:
+        raise InputError(
+            f"weights {p}: the judge's weights do not fit {spec.arch!r} with {spec.arch_args}; the checkpoint is "
+            "damaged or was edited"
+        ) from exc
+    return model.to(map_location).eval(), spec
 
 
 def load_training_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
