@@ -14,7 +14,10 @@ so the same plot gets the same chips in any CRS, geographic ones included.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -28,16 +31,21 @@ from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 from torch import nn
 
+from detect.errors import InputError
 from detect.raster import RasterInfo, read_window
+from models.checkpoint import ModelSpec
 from models.plotnet import JudgeSpec
 
 __all__ = [
     "OPERATING_POINTS",
+    "OperatingPoint",
     "calibrate",
     "chip_centres",
+    "choose_operating_points",
     "judge_input",
     "plot_chip_centres",
     "read_judge_chip",
+    "resolve_operating_point",
     "score_plots",
 ]
 
@@ -200,3 +208,98 @@ def calibrate(logits: np.ndarray, calibration: tuple[float, float]) -> np.ndarra
     a, b = calibration
     z = np.clip(a * np.asarray(logits, dtype=np.float64) + b, -50.0, 50.0)
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def choose_operating_points(curve: Sequence[Sequence[float]]) -> dict[str, dict[str, float]]:
+    """The three named operating points on a validation precision-recall curve.
+
+    * ``high`` (sensitivity high, recall first): the best precision among thresholds with recall >= 0.95, else
+      the highest recall (then the best precision);
+    * ``balanced``: the best F1;
+    * ``low`` (precision first): the best recall among thresholds with precision >= 0.90, else the best precision.
+
+    Args:
+        curve: Rows ``[threshold, precision, recall, kept]`` from :func:`pr_curve`.
+
+    Returns:
+        ``{name: {"threshold", "precision", "recall"}}``.
+    """
+    rows = [tuple(map(float, r[:3])) for r in curve]
+    if not rows:
+        raise InputError("no precision-recall curve to choose operating points from")
+
+    def f1(r: tuple[float, float, float]) -> float:
+        return 0.0 if r[1] + r[2] == 0 else 2 * r[1] * r[2] / (r[1] + r[2])
+
+    high = [r for r in rows if r[2] >= 0.95]
+    high_pick = max(high, key=lambda r: (r[1], r[0])) if high else max(rows, key=lambda r: (r[2], r[1], -r[0]))
+    balanced = max(rows, key=lambda r: (f1(r), r[0]))
+    low = [r for r in rows if r[1] >= 0.90 and r[2] > 0]
+    low_pick = max(low, key=lambda r: (r[2], -r[0])) if low else max(rows, key=lambda r: (r[1], r[2]))
+    return {
+        name: {"threshold": r[0], "precision": r[1], "recall": r[2]}
+        for name, r in (("high", high_pick), ("balanced", balanced), ("low", low_pick))
+    }
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The threshold a run uses, and what it did on validation.
+
+    Attributes:
+        sensitivity: ``high``, ``balanced`` or ``low``; ``custom`` for a threshold given by hand.
+        threshold: The threshold.
+        applies_to: ``"plot score"`` (two-stage model: the judge's calibrated probability per plot) or
+            ``"pixel probability"`` (one-stage model: the segmentation threshold).
+        precision: Plot precision on the model's validation scenes at this threshold (None if unknown).
+        recall: Plot recall there (None if unknown).
+        note: Where the point comes from, for the summary.
+    """
+
+    sensitivity: str
+    threshold: float
+    applies_to: str
+    precision: float | None
+    recall: float | None
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_operating_point(
+    spec: ModelSpec, judge: JudgeSpec | None, sensitivity: str, threshold: float | None = None
+) -> OperatingPoint:
+    """Pick the threshold for ``infer.py --sensitivity`` (or ``--threshold``, which wins).
+
+    A two-stage model carries its points in the judge (:attr:`JudgeSpec.operating_points`, on plot scores). A
+    one-stage model's points come from the threshold sweep of its validation stored in ``spec.metrics``; a model
+    with neither (an old or hand-made checkpoint) uses its default threshold for every sensitivity, and says so.
+
+    Raises:
+        InputError: For an unknown sensitivity.
+    """
+    if sensitivity not in OPERATING_POINTS:
+        raise InputError(f"--sensitivity {sensitivity}: choose one of {', '.join(OPERATING_POINTS)}")
+    applies_to = "plot score" if judge is not None else "pixel probability"
+    if threshold is not None:
+        return OperatingPoint("custom", float(threshold), applies_to, None, None, "given with --threshold")
+    if judge is not None:
+        points = judge.operating_points
+        note = "chosen on the judge's validation candidates"
+    else:
+        sweep = spec.metrics.get("thresholds") if isinstance(spec.metrics, dict) else None
+        rows = [
+            [r["threshold"], r["plot_precision"], r["plot_recall"]]
+            for r in sweep or []
+            if r.get("plot_precision") is not None and r.get("plot_recall") is not None
+        ]
+        points = choose_operating_points(rows) if rows else {}
+        note = "chosen on the model's validation threshold sweep"
+    if sensitivity not in points:
+        return OperatingPoint(
+            sensitivity, float(spec.threshold), applies_to, None, None,
+            "the checkpoint stores no operating points: its default threshold",
+        )  # fmt: skip
+    p = points[sensitivity]
+    return OperatingPoint(sensitivity, float(p["threshold"]), applies_to, p["precision"], p["recall"], note)

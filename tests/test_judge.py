@@ -15,7 +15,16 @@ from shapely.geometry import box
 
 from datasets.chips import ChipSource
 from detect.errors import InputError
-from detect.judge import calibrate, chip_centres, judge_input, plot_chip_centres, read_judge_chip, score_plots
+from detect.judge import (
+    calibrate,
+    chip_centres,
+    choose_operating_points,
+    judge_input,
+    plot_chip_centres,
+    read_judge_chip,
+    resolve_operating_point,
+    score_plots,
+)
 from detect.raster import inspect_raster
 from models.checkpoint import ModelSpec, load_checkpoint, load_judge, save_checkpoint
 from models.plotnet import JudgeSpec, PlotNet, build_judge
@@ -23,7 +32,6 @@ from models.registry import build_model
 from training.judge import (
     Candidate,
     JudgeChips,
-    choose_operating_points,
     expected_calibration_error,
     fit_platt,
     match_candidates,
@@ -343,3 +351,25 @@ def test_train_judge_end_to_end_and_checkpoint_round_trip(tmp_path: Path) -> Non
     one_stage = tmp_path / "one_stage.pt"
     save_checkpoint(one_stage, stage1, ModelSpec(arch="fastunet", arch_args={"base_channels": 4, "depth": 1}))
     assert load_judge(one_stage) is None
+
+
+def test_resolve_operating_point_from_judge_sweep_or_default() -> None:
+    judge = JudgeSpec(operating_points={"high": {"threshold": 0.2, "precision": 0.5, "recall": 0.96}})
+    one_stage = ModelSpec(arch="fastunet", threshold=0.35)
+    point = resolve_operating_point(one_stage, judge, "high")
+    assert (point.threshold, point.applies_to, point.recall) == (0.2, "plot score", 0.96)
+    sweep = {"thresholds": [
+        {"threshold": 0.2, "plot_precision": 0.3, "plot_recall": 0.96},
+        {"threshold": 0.5, "plot_precision": 0.6, "plot_recall": 0.9},
+        {"threshold": 0.8, "plot_precision": 0.95, "plot_recall": 0.5},
+    ]}  # fmt: skip
+    with_sweep = ModelSpec(arch="fastunet", threshold=0.35, metrics=sweep)
+    assert resolve_operating_point(with_sweep, None, "high").threshold == 0.2
+    assert resolve_operating_point(with_sweep, None, "balanced").threshold == 0.5
+    low = resolve_operating_point(with_sweep, None, "low")
+    assert (low.threshold, low.applies_to, low.precision) == (0.8, "pixel probability", 0.95)
+    bare = resolve_operating_point(one_stage, None, "low")
+    assert bare.threshold == 0.35 and "no operating points" in bare.note
+    assert resolve_operating_point(with_sweep, None, "low", threshold=0.6).sensitivity == "custom"
+    with pytest.raises(InputError, match="--sensitivity medium: choose one of high, balanced, low"):
+        resolve_operating_point(one_stage, None, "medium")

@@ -44,7 +44,14 @@ from datasets.chips import ChipSource
 from datasets.transforms import train_augment
 from detect.errors import InputError
 from detect.evaluate import FOUND_AREA_M2, FOUND_FRACTION, MAX_SPILL, SPILL_AREA_M2
-from detect.judge import calibrate, judge_input, plot_chip_centres, read_judge_chip, score_plots
+from detect.judge import (
+    calibrate,
+    choose_operating_points,
+    judge_input,
+    plot_chip_centres,
+    read_judge_chip,
+    score_plots,
+)
 from detect.predict import predict_raster
 from detect.vectorize import VectorParams, vectorize
 from models.checkpoint import ModelSpec
@@ -54,7 +61,6 @@ __all__ = [
     "Candidate",
     "JudgeChips",
     "JudgeReport",
-    "choose_operating_points",
     "expected_calibration_error",
     "fit_platt",
     "match_candidates",
@@ -217,38 +223,6 @@ def pr_curve(
         recall = len(found) / n_labels if n_labels else 1.0
         rows.append([float(t), precision, recall, float(kept)])
     return rows
-
-
-def choose_operating_points(curve: Sequence[Sequence[float]]) -> dict[str, dict[str, float]]:
-    """The three named operating points on a validation precision-recall curve.
-
-    * ``high`` (sensitivity high, recall first): the best precision among thresholds with recall >= 0.95, else
-      the highest recall (then the best precision);
-    * ``balanced``: the best F1;
-    * ``low`` (precision first): the best recall among thresholds with precision >= 0.90, else the best precision.
-
-    Args:
-        curve: Rows ``[threshold, precision, recall, kept]`` from :func:`pr_curve`.
-
-    Returns:
-        ``{name: {"threshold", "precision", "recall"}}``.
-    """
-    rows = [tuple(map(float, r[:3])) for r in curve]
-    if not rows:
-        raise InputError("no precision-recall curve to choose operating points from")
-
-    def f1(r: tuple[float, float, float]) -> float:
-        return 0.0 if r[1] + r[2] == 0 else 2 * r[1] * r[2] / (r[1] + r[2])
-
-    high = [r for r in rows if r[2] >= 0.95]
-    high_pick = max(high, key=lambda r: (r[1], r[0])) if high else max(rows, key=lambda r: (r[2], r[1], -r[0]))
-    balanced = max(rows, key=lambda r: (f1(r), r[0]))
-    low = [r for r in rows if r[1] >= 0.90 and r[2] > 0]
-    low_pick = max(low, key=lambda r: (r[2], -r[0])) if low else max(rows, key=lambda r: (r[1], r[2]))
-    return {
-        name: {"threshold": r[0], "precision": r[1], "recall": r[2]}
-        for name, r in (("high", high_pick), ("balanced", balanced), ("low", low_pick))
-    }
 
 
 def reliability(scores: np.ndarray, is_true: np.ndarray, bins: int = 10) -> list[dict[str, float | None]]:
