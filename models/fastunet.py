@@ -31,12 +31,22 @@ class FastUNet(nn.Module):
         num_classes: Output logits per pixel.
         base_channels: Width of the full-resolution stage; deeper stages are 2, 3, 6, 8... times wider.
         depth: Number of downsampling stages (each halves the resolution), 1 to 6.
+        aux_classes: Classes of an auxiliary land-cover head (0: none). It shares the whole network with the
+            poppy head and adds one 1x1 convolution; in training mode its logits follow the poppy logits in the
+            output (``[B, num_classes + aux_classes, H, W]``), so every pixel of a chip teaches the network
+            (roof, road, each crop, look-alike flowers, soil), not only the rare poppy ones. In eval mode the
+            output is the poppy logits alone: inference pays nothing for it.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 1, base_channels: int = 16, depth: int = 4):
+    def __init__(
+        self, in_channels: int = 3, num_classes: int = 1, base_channels: int = 16, depth: int = 4, aux_classes: int = 0
+    ):
         super().__init__()
-        if not 1 <= depth <= len(_WIDTH_STEPS) - 1 or base_channels < 4:
-            raise InputError(f"fastunet needs 1 <= depth <= 6 and base_channels >= 4 (got {depth}, {base_channels})")
+        if not 1 <= depth <= len(_WIDTH_STEPS) - 1 or base_channels < 4 or aux_classes < 0:
+            raise InputError(
+                f"fastunet needs 1 <= depth <= 6, base_channels >= 4 and aux_classes >= 0 "
+                f"(got {depth}, {base_channels}, {aux_classes})"
+            )
         w = [base_channels * s for s in _WIDTH_STEPS[: depth + 1]]
         self.inc = nn.Sequential(ConvBNAct(in_channels, w[0]), ConvBNAct(w[0], w[0]))
         self.down = nn.ModuleList(
@@ -44,6 +54,7 @@ class FastUNet(nn.Module):
         )
         self.up = nn.ModuleList(ConvBNAct(w[i + 1] + w[i], w[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(w[0], num_classes, 1)
+        self.aux_head = nn.Conv2d(w[0], aux_classes, 1) if aux_classes else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.inc(x)]
@@ -54,6 +65,8 @@ class FastUNet(nn.Module):
             skip = skips.pop()
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skip], dim=1))
+        if self.aux_head is not None and self.training:
+            return torch.cat([self.head(y), self.aux_head(y)], dim=1)
         return self.head(y)
 
 

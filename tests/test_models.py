@@ -13,6 +13,7 @@ from models.checkpoint import (
     ModelSpec,
     data_hash,
     load_checkpoint,
+    load_pretrained_into,
     load_training_state,
     normalise,
     poppy_probability,
@@ -169,3 +170,26 @@ def test_shipped_default_model_loads_and_describes_itself() -> None:
     with torch.inference_mode():
         prob = poppy_probability(model(torch.rand(1, 3, 64, 64)), spec)
     assert prob.shape == (1, 64, 64) and float(prob.min()) >= 0.0 and float(prob.max()) <= 1.0
+
+
+def test_fastunet_aux_head_trains_on_every_pixel_and_costs_nothing_at_inference(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_model("fastunet", base_channels=4, depth=2, aux_classes=5)
+    x = torch.randn(2, 3, 32, 32)
+    model.train()
+    assert model(x).shape == (2, 6, 32, 32)  # poppy logit, then five land-cover logits
+    model.eval()
+    plain = build_model("fastunet", base_channels=4, depth=2)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if "aux_head" not in k})
+    plain.eval()
+    assert torch.equal(model(x), plain(x))  # eval: the poppy logits alone, the same as without the head
+    # a checkpoint with the head round-trips; a plain one initialises it (the head starts afresh)
+    spec = ModelSpec(arch="fastunet", arch_args={"base_channels": 4, "depth": 2, "aux_classes": 5})
+    save_checkpoint(tmp_path / "aux.pt", model, spec)
+    loaded, _ = load_checkpoint(tmp_path / "aux.pt")
+    assert torch.equal(loaded(x), model(x))
+    fresh = build_model("fastunet", base_channels=4, depth=2, aux_classes=5)
+    report = load_pretrained_into(fresh, plain)
+    assert report.missing == ("net.aux_head.weight", "net.aux_head.bias")
+    with pytest.raises(InputError, match="aux_classes >= 0"):
+        build_model("fastunet", aux_classes=-1)
