@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 
 from datasets.labels import (
     IGNORE,
+    LANDCOVER_SUFFIX,
     LabelSet,
     check_overlap,
     find_aoi_file,
@@ -49,7 +50,7 @@ from datasets.labels import (
     read_labels,
 )
 from detect.errors import InputError
-from detect.raster import RasterInfo, inspect_raster, open_raster, read_window
+from detect.raster import RasterInfo, inspect_raster, open_raster, read_band, read_window
 
 __all__ = ["Chip", "ChipDataset", "ChipSource", "EpochChips", "Transform", "sources_from_folder"]
 
@@ -196,7 +197,12 @@ class ChipSource:
         pixels = region.area / abs(t.a * t.e)
         self.area_m2 = float(pixels * self.info.gsd_m[0] * self.info.gsd_m[1])
 
+        # The generator's per-pixel land cover on the same grid, when present: targets of an auxiliary head.
+        landcover = Path(raster_path).with_name(Path(raster_path).stem + LANDCOVER_SUFFIX)
+        self.landcover_path: str | None = str(landcover) if landcover.is_file() else None
+
         self._ds: rasterio.io.DatasetReader | None = None
+        self._lc_ds: rasterio.io.DatasetReader | None = None
         self._pid: int | None = None
 
     def __repr__(self) -> str:
@@ -208,6 +214,7 @@ class ChipSource:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_ds"] = None  # never pickle an open dataset: each worker reopens its own
+        state["_lc_ds"] = None
         state["_pid"] = None
         return state
 
@@ -216,14 +223,28 @@ class ChipSource:
         pid = os.getpid()
         if self._ds is None or self._pid != pid:
             self._ds = open_raster(self.path)
+            self._lc_ds = None
             self._pid = pid
         return self._ds
 
+    def read_landcover(self, window: Window, size: int) -> np.ndarray:
+        """The land-cover classes of a chip window, nearest neighbour, ``uint8 [size, size]``; 255 where unknown
+        (outside the raster, or a source without a ``NAME.landcover.tif``)."""
+        if self.landcover_path is None:
+            return np.full((size, size), IGNORE, dtype=np.uint8)
+        self.dataset()  # (re)opens per process, which also drops a land-cover handle from another process
+        if self._lc_ds is None:
+            self._lc_ds = open_raster(self.landcover_path)
+        return read_band(self._lc_ds, 1, window, out_shape=(size, size), fill=IGNORE).astype(np.uint8)
+
     def close(self) -> None:
         """Close this process's handle (it reopens on the next read)."""
-        if self._ds is not None and self._pid == os.getpid():
-            self._ds.close()
+        if self._pid == os.getpid():
+            for ds in (self._ds, self._lc_ds):
+                if ds is not None:
+                    ds.close()
         self._ds = None
+        self._lc_ds = None
         self._pid = None
 
     def chip_window(self, row: float, col: float, size: int, gsd_m: float) -> Window:
@@ -356,6 +377,8 @@ class ChipDataset(EpochChips):
         hard_fraction: Share of chips centred on hard negatives (see :meth:`set_hard_negatives`), taken from
             the random share: ``positive_fraction + hard_fraction`` must not exceed 1. While no source has any
             hard negative these chips are random chips, so the positive share stays as set.
+        landcover: Masks are ``[2, S, S]``: the poppy mask and each pixel's land-cover class (255 where the source
+            has none, or the poppy mask is ignored), for an auxiliary land-cover head.
 
     Raises:
         InputError: On an empty source list or a setting out of range.
@@ -376,6 +399,7 @@ class ChipDataset(EpochChips):
         seed: int = 0,
         transform: Transform | None = None,
         hard_fraction: float = 0.0,
+        landcover: bool = False,
     ) -> None:
         self.sources = [sources] if isinstance(sources, ChipSource) else list(sources)
         if not self.sources:
@@ -410,6 +434,7 @@ class ChipDataset(EpochChips):
         self.max_tries = int(max_tries)
         self.seed = int(seed)
         self.transform = transform
+        self.landcover = bool(landcover)
         super().__init__()
         self._gave_up = 0
 
@@ -522,6 +547,10 @@ class ChipDataset(EpochChips):
 
         image = torch.from_numpy(rgb).float().div_(255.0)
         target = torch.from_numpy(mask.astype(np.int64))
+        if self.landcover:
+            classes = source.read_landcover(window, size)
+            classes[mask == IGNORE] = IGNORE
+            target = torch.stack([target, torch.from_numpy(classes.astype(np.int64))])
         if self.transform is not None:
             image, target = self.transform(image, target, rng)
         return Chip(image, target, src_index, kind, window, gsd, tries, usable)

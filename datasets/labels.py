@@ -41,6 +41,7 @@ __all__ = [
     "AOI_SUFFIX",
     "IGNORE",
     "LABEL_SUFFIXES",
+    "LANDCOVER_SUFFIX",
     "LabelSet",
     "check_overlap",
     "find_aoi_file",
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 IGNORE = 255  # mask value for "no label here" (outside the AOI, nodata); the loss's ignore index
 LABEL_SUFFIXES = (".geojson", ".gpkg", ".shp")  # in order of preference when looking next to a raster
 AOI_SUFFIX = ".aoi"  # NAME.aoi.geojson (or .gpkg/.shp) marks where labelling is complete
+LANDCOVER_SUFFIX = ".landcover.tif"  # NAME.landcover.tif: per-pixel land-cover classes on the raster's grid
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IGNORE_INDEX", "DiceFocalLoss", "MultiClassDiceCELoss"]
+__all__ = ["IGNORE_INDEX", "DiceFocalLoss", "MultiClassDiceCELoss", "PoppyWithLandCoverLoss"]
 
 IGNORE_INDEX = 255
 
@@ -75,3 +75,35 @@ class MultiClassDiceCELoss(nn.Module):
         inter = (prob * onehot).sum(0)
         dice = 1 - (2 * inter + self.smooth) / (prob.sum(0) + onehot.sum(0) + self.smooth)
         return ce + self.dice_weight * dice[present].mean()
+
+
+class PoppyWithLandCoverLoss(nn.Module):
+    """The poppy loss plus a weighted land-cover loss on an auxiliary head (``fastunet(aux_classes=K)``).
+
+    Targets are ``[B, 2, H, W]``: the poppy mask (0/1/255) and the land-cover class of every pixel (255 where
+    unknown; class 0, "nodata", and classes the head does not have are ignored too). With ``[B, H, W]`` targets
+    (scenes without land cover) or a network without the head, it is the poppy loss alone.
+
+    Args:
+        poppy: The poppy loss (default :class:`DiceFocalLoss`).
+        aux: The land-cover loss (default :class:`MultiClassDiceCELoss`).
+        aux_weight: Weight of the land-cover term: an aid, not the goal, so below the poppy term.
+    """
+
+    def __init__(self, poppy: nn.Module | None = None, aux: nn.Module | None = None, aux_weight: float = 0.5) -> None:
+        super().__init__()
+        self.poppy = poppy or DiceFocalLoss()
+        self.aux = aux or MultiClassDiceCELoss()
+        self.aux_weight = aux_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss for logits ``[B, 1 + K, H, W]`` and targets ``[B, 2, H, W]`` (or ``[B, H, W]``)."""
+        if target.ndim == 3:
+            return self.poppy(logits[:, :1], target)
+        loss = self.poppy(logits[:, :1], target[:, 0])
+        k = logits.shape[1] - 1
+        if k < 2:
+            return loss
+        classes = target[:, 1].clone()
+        classes[(classes == 0) | (classes >= k)] = IGNORE_INDEX
+        return loss + self.aux_weight * self.aux(logits[:, 1:], classes)

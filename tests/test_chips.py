@@ -17,6 +17,7 @@ from rasterio.crs import CRS
 from torch.utils.data import DataLoader
 
 from datasets.chips import ChipDataset, ChipSource, sources_from_folder
+from datasets.transforms import Compose, RandomFlip, RandomRot90
 from detect.errors import InputError
 
 UTM = CRS.from_epsg(32650)
@@ -497,3 +498,37 @@ def test_dataloader_with_spawned_workers(scene):
     expected = torch.stack([ds[i][1] for i in range(4)])
     loader = DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="spawn")
     assert torch.equal(torch.cat([m for _, m in loader]), expected)
+
+
+def test_landcover_targets_follow_the_chip_and_its_augmentation(tmp_path) -> None:
+    """With landcover=True a chip's target is [poppy mask, land cover], read on the same grid and moved together."""
+    gsd = 0.03
+    plots = [ground_box(0.3, 1.5, 1.2, 1.2)]  # on the west half
+    tif = painted_scene(tmp_path, "lc", gsd, 3.84, plots)  # 128 px
+    classes = np.full((128, 128), 2, dtype=np.uint8)  # wheat ...
+    classes[:, 64:] = 8  # ... and road on the east half
+    with rasterio.open(
+        tmp_path / "lc.landcover.tif", "w", driver="GTiff", height=128, width=128, count=1, dtype="uint8",
+        crs=UTM, transform=Affine(gsd, 0, ORIGIN[0], 0, -gsd, ORIGIN[1]),
+    ) as ds:  # fmt: skip
+        ds.write(classes, 1)
+    source = ChipSource(tif)
+    assert source.landcover_path == str(tmp_path / "lc.landcover.tif")
+    flips = Compose([RandomFlip(), RandomRot90()])
+    data = ChipDataset(source, target_gsd_m=gsd, chip_size=128, chips_per_epoch=4, landcover=True, transform=flips)
+    chip = data.get_chip(0)
+    assert chip.mask.shape == (2, 128, 128)
+    # the chip lies wholly on the 128 px raster only when centred; compare where both are known
+    lc = chip.mask[1]
+    known = lc != 255
+    assert known.float().mean() > 0.4
+    assert set(torch.unique(lc[known]).tolist()) <= {2, 8}
+    # poppy pixels and land cover come from the same window: the red plot sits on the wheat (west) half
+    assert torch.all(lc[(chip.mask[0] == 1) & known] == 2)
+    assert (chip.mask[0] == 1).sum() > 500
+    plain = ChipDataset(source, target_gsd_m=gsd, chip_size=128, chips_per_epoch=4, transform=flips)
+    assert torch.equal(plain.get_chip(0).mask, chip.mask[0])  # the poppy target is unchanged by the flag
+    # a source without land cover gives an all-ignored second channel
+    other = painted_scene(tmp_path, "nolc", gsd, 3.84, plots)
+    bare = ChipDataset(ChipSource(other), target_gsd_m=gsd, chip_size=64, chips_per_epoch=2, landcover=True)
+    assert torch.all(bare.get_chip(0).mask[1] == 255)

@@ -193,3 +193,26 @@ def test_fastunet_aux_head_trains_on_every_pixel_and_costs_nothing_at_inference(
     assert report.missing == ("net.aux_head.weight", "net.aux_head.bias")
     with pytest.raises(InputError, match="aux_classes >= 0"):
         build_model("fastunet", aux_classes=-1)
+
+
+def test_poppy_with_landcover_loss() -> None:
+    from models.losses import DiceFocalLoss, PoppyWithLandCoverLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 8, 8)
+    poppy = torch.randint(0, 2, (2, 8, 8))
+    loss = PoppyWithLandCoverLoss()
+    base = DiceFocalLoss()(logits[:, :1], poppy)
+    assert torch.allclose(loss(logits, poppy), base)  # no land-cover target: the poppy loss alone
+    unknown = torch.full((2, 8, 8), 255)
+    assert torch.allclose(loss(logits, torch.stack([poppy, unknown], 1)), base)  # all ignored
+    classes = torch.randint(1, 5, (2, 8, 8))
+    wrong = loss(logits, torch.stack([poppy, classes], 1))
+    good = logits.clone()
+    good[:, 1:] = -10.0
+    good[:, 1:].scatter_(1, classes[:, None], 10.0)
+    right = loss(good, torch.stack([poppy, classes], 1))
+    assert wrong > base and right < wrong
+    assert torch.allclose(right, base, atol=0.05)  # confident and right: the land-cover term is near zero
+    nodata_or_unknown_class = torch.stack([poppy, torch.where(classes > 2, 7, 0)], 1)  # class 7 >= 5 outputs
+    assert torch.allclose(loss(logits, nodata_or_unknown_class), base)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rasterio.windows import Window
 
+from datasets.labels import LANDCOVER_SUFFIX
 from datasets.public.base import IGNORE, PublicDataset, PublicTile, TileRead, class_lut, read_image, read_layer
 from datasets.scene.items import LANDCOVER
 from detect.errors import InputError
@@ -28,7 +29,7 @@ from detect.raster import inspect_raster, open_raster
 
 __all__ = ["SyntheticLandcover"]
 
-SUFFIX = ".landcover.tif"
+SUFFIX = LANDCOVER_SUFFIX
 
 
 def _legend(sidecar: Path) -> dict[int, str] | None:
