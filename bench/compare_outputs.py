@@ -136,9 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         match, how = same(work / "out-old" / name, work / "out-new" / name)
         ok &= match
         print(f"{'SAME' if match else 'DIFF'}  {name:<32} ({how})")
-    print(f"{'all SAME' if ok else 'some DIFF'}: {len(old_files)} files; outputs in {work}")
     if args.keep is None and ok:
         shutil.rmtree(work)
+        where = "outputs removed (--keep DIR keeps them)"
+    else:
+        where = f"outputs in {work}"
+    print(f"{'all SAME' if ok else 'some DIFF'}: {len(old_files)} files; {where}")
     return 0 if ok else 1
 
 

@@ -29,14 +29,12 @@ from core.errors import InputError
 from core.files import file_sha256
 from detect.export import (
     ALL_FORMATS,
+    SUMMARY,
+    ExportContext,
     check_outputs,
     output_paths,
     software_versions,
-    write_csv,
-    write_geojson,
-    write_gpkg,
-    write_kml,
-    write_preview,
+    write_outputs,
     write_summary,
 )
 from detect.predict import PredictResult, check_gsd, gsd_ratio, model_grid, predict_raster
@@ -54,6 +52,7 @@ __all__ = [
     "gdal_cache_bytes",
     "prepare",
     "run_one",
+    "run_record",
 ]
 
 # Raster files picked up from a folder; anything else GDAL reads can still be named directly.
@@ -358,6 +357,9 @@ def run_one(
 ) -> RunResult:
     """Detect plots in one orthomosaic and write its outputs.
 
+    Stages: :func:`detect_plots`; the run record (:func:`run_record`); every chosen output from the table
+    :data:`detect.export.FORMATS`; the timings into the record, and the summary, last.
+
     Args:
         path: The orthomosaic.
         model: The network (from :func:`models.checkpoint.load_checkpoint`).
@@ -378,7 +380,6 @@ def run_one(
     threshold = spec.threshold if options.threshold is None else options.threshold
     params = VectorParams(threshold=threshold, min_area_m2=options.min_area_m2)
     params.check()  # before the long part
-    timings: dict[str, float] = {}
 
     with open_raster(path) as ds, contextlib.ExitStack() as stack:
         info = inspect_raster(ds)
@@ -405,31 +406,50 @@ def run_one(
             source=path.name,
             model_name=spec.name,
         )
-        pred, vec = det.prediction, det.result
-        timings["predict"] = pred.timings["total"]
-        timings["vectorize"] = det.vectorize_s
+        t0 = time.perf_counter()
+        input_sha = file_sha256(path)  # reads the whole file: timed on its own
+        hash_s = time.perf_counter() - t0
+        record = run_record(path, input_sha, spec, weights_path, options, info, det, cache_bytes, paths)
 
         t0 = time.perf_counter()
-        plots = vec.plots
-        ow = options.overwrite
-        if "geojson" in options.formats:
-            write_geojson(paths["geojson"], plots, overwrite=ow)
-        if "gpkg" in options.formats:
-            write_gpkg(paths["gpkg"], plots, info.crs, overwrite=ow)
-        if "kml" in options.formats:
-            write_kml(paths["kml"], plots, title=f"Poppy plots: {path.name}", overwrite=ow)
-        if "csv" in options.formats:
-            write_csv(paths["csv"], plots, overwrite=ow)
-        if "preview" in options.formats:
-            write_preview(paths["preview"], ds, info, plots, overwrite=ow)
-        timings["export"] = time.perf_counter() - t0
+        ctx = ExportContext(source=path, ds=ds, info=info, plots=det.plots, record=record, overwrite=options.overwrite)
+        write_outputs(paths, options.formats, ctx)
+        export_s = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    input_sha = file_sha256(path)  # reads the whole file: timed on its own
-    timings["hash_input"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
+    timings = {
+        "predict": det.prediction.timings["total"],
+        "vectorize": det.vectorize_s,
+        "export": export_s,
+        "hash_input": hash_s,
+        "total": time.perf_counter() - t_start,
+    }
+    record["timings_s"] = {
+        **{k: round(v, 3) for k, v in timings.items()},
+        "predict_detail": {k: round(v, 3) for k, v in det.prediction.timings.items()},
+        "vectorize_detail": {k: round(v, 3) for k, v in det.result.timings.items()},
+    }
+    write_summary(paths[SUMMARY.name], record, overwrite=options.overwrite)  # last: it marks a finished input
+    return RunResult(path, paths, len(det.plots), det.result.total_area_m2, record)
 
-    record: dict[str, Any] = {
+
+def run_record(
+    path: Path,
+    input_sha: str,
+    spec: ModelSpec,
+    weights_path: str | Path | None,
+    options: RunOptions,
+    info: RasterInfo,
+    det: Detection,
+    cache_bytes: int | None,
+    paths: dict[str, Path],
+) -> dict[str, Any]:
+    """The run record of one input (``STEM.summary.json``): what ran on what, with which settings and result.
+
+    Built before the outputs are written, so every writer can use it; ``timings_s`` is left empty here and
+    filled in once the outputs are out.
+    """
+    pred, vec = det.prediction, det.result
+    return {
         "input": str(path.resolve()),
         "input_sha256": input_sha,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -442,7 +462,7 @@ def run_one(
             "default_threshold": spec.threshold,
         },
         "parameters": {
-            **params.to_dict(),
+            **vec.params.to_dict(),
             "tile": pred.tile,
             "overlap": pred.overlap,
             "batch_size": options.batch_size,
@@ -466,14 +486,8 @@ def run_one(
             "pieces_before_merge": vec.pieces,
             "dropped_below_min_area": vec.dropped_small,
         },
-        "timings_s": {
-            **{k: round(v, 3) for k, v in timings.items()},
-            "predict_detail": {k: round(v, 3) for k, v in pred.timings.items()},
-            "vectorize_detail": {k: round(v, 3) for k, v in vec.timings.items()},
-        },
+        "timings_s": {},  # filled in by run_one once every output is written
         "outputs": {k: v.name for k, v in paths.items()},
         "software": software_versions(),
         "cuda": torch.cuda.get_device_name(torch.device(pred.device)) if pred.device.startswith("cuda") else None,
     }
-    write_summary(paths["summary"], record, overwrite=options.overwrite)
-    return RunResult(path, paths, len(vec.plots), vec.total_area_m2, record)

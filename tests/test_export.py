@@ -21,13 +21,17 @@ from core.errors import InputError
 from detect.export import (
     ALL_FORMATS,
     CSV_COLUMNS,
+    FORMATS,
     KML_NS,
+    ExportContext,
+    OutputFormat,
     output_paths,
     parse_formats,
     write_csv,
     write_geojson,
     write_gpkg,
     write_kml,
+    write_outputs,
     write_preview,
     write_summary,
 )
@@ -227,3 +231,23 @@ def test_output_paths() -> None:
         "prob": "site.prob.tif",
         "summary": "site.summary.json",
     }
+
+
+def test_formats_table_order_and_a_new_entry(
+    tmp_path: Path, plots: list[Plot], ortho: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table is the --formats order; a new output is one entry, and it sees the run record built first."""
+    assert ALL_FORMATS == ("geojson", "gpkg", "kml", "csv", "prob", "preview")
+
+    def report(path: Path, ctx: ExportContext) -> Path:
+        path.write_text(f"{ctx.record['run']}: {len(ctx.plots)} plots from {ctx.source.name}\n")
+        return path
+
+    monkeypatch.setitem(FORMATS, "report", OutputFormat("report", ".report.txt", report))
+    paths = output_paths(tmp_path, "site", ("csv", "prob", "report"))
+    with open_raster(ortho) as ds:
+        ctx = ExportContext(source=ortho, ds=ds, info=inspect_raster(ds), plots=plots, record={"run": "r1"})
+        write_outputs(paths, ("csv", "prob", "report"), ctx)
+    # prob has no writer here (streamed while predicting); the summary is the caller's, last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site.csv", "site.report.txt"]
+    assert (tmp_path / "site.report.txt").read_text() == f"r1: {len(plots)} plots from {ortho.name}\n"
