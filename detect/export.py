@@ -48,7 +48,7 @@ from shapely.geometry.polygon import orient
 from core.errors import InputError
 from core.files import write_aside
 from detect.raster import RasterInfo, read_window
-from detect.vectorize import Plot
+from detect.vectorize import DetectedPlot
 
 __all__ = [
     "ALL_FORMATS",
@@ -129,7 +129,7 @@ def _rfc7946_polygon(poly: Polygon) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [_ring(p.exterior.coords), *(_ring(r.coords) for r in p.interiors)]}
 
 
-def write_geojson(path: Path, plots: Sequence[Plot], *, overwrite: bool = False) -> Path:
+def write_geojson(path: Path, plots: Sequence[DetectedPlot], *, overwrite: bool = False) -> Path:
     """RFC 7946 FeatureCollection of the plots in WGS84 (no ``crs`` member: WGS84 is implied)."""
     features = [
         {
@@ -146,7 +146,7 @@ def write_geojson(path: Path, plots: Sequence[Plot], *, overwrite: bool = False)
     return path
 
 
-def write_gpkg(path: Path, plots: Sequence[Plot], crs: CRS, *, overwrite: bool = False) -> Path:
+def write_gpkg(path: Path, plots: Sequence[DetectedPlot], crs: CRS, *, overwrite: bool = False) -> Path:
     """GeoPackage layer ``plots`` in the raster's CRS; an empty layer still carries the schema."""
     import pyogrio.raw  # deferred: GDAL/OGR vector drivers load on first use
 
@@ -185,7 +185,7 @@ def _kml_coords(coords: Iterable[Sequence[float]]) -> str:
     return " ".join(f"{x:.{COORD_DIGITS}f},{y:.{COORD_DIGITS}f}" for x, y, *_ in coords)
 
 
-def _describe(p: Plot) -> str:
+def _describe(p: DetectedPlot) -> str:
     return (
         f"Suspected poppy plot {p.plot_id}: score {p.score_mean:.2f} (max {p.score_max:.2f}), "
         f"area {p.area_m2:.1f} m2, at {p.centroid_lat:.6f}, {p.centroid_lon:.6f} (WGS84). "
@@ -193,7 +193,7 @@ def _describe(p: Plot) -> str:
     )
 
 
-def write_kml(path: Path, plots: Sequence[Plot], *, title: str, overwrite: bool = False) -> Path:
+def write_kml(path: Path, plots: Sequence[DetectedPlot], *, title: str, overwrite: bool = False) -> Path:
     """KML 2.2: a Folder with a Polygon placemark and a Point placemark per plot."""
     ET.register_namespace("", KML_NS)
     root = _kml("kml")
@@ -249,7 +249,7 @@ def write_kml(path: Path, plots: Sequence[Plot], *, title: str, overwrite: bool 
 CSV_COLUMNS = ("plot_id", "lat", "lon", "area_m2", "score")
 
 
-def write_csv(path: Path, plots: Sequence[Plot], *, overwrite: bool = False) -> Path:
+def write_csv(path: Path, plots: Sequence[DetectedPlot], *, overwrite: bool = False) -> Path:
     """One row per plot: ``plot_id, lat, lon, area_m2, score`` (score = mean probability inside the plot)."""
     with _aside(path, overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -265,7 +265,7 @@ def write_preview(
     path: Path,
     ds: rasterio.io.DatasetReader,
     info: RasterInfo,
-    plots: Sequence[Plot],
+    plots: Sequence[DetectedPlot],
     *,
     max_side: int = PREVIEW_MAX_SIDE,
     overwrite: bool = False,
@@ -346,7 +346,7 @@ class ExportContext:
     source: Path
     ds: rasterio.io.DatasetReader
     info: RasterInfo
-    plots: Sequence[Plot]
+    plots: Sequence[DetectedPlot]
     record: dict[str, Any]
     overwrite: bool = False
 

@@ -39,7 +39,7 @@ from detect.export import (
 )
 from detect.predict import PredictResult, check_gsd, gsd_ratio, model_grid, predict_raster
 from detect.raster import RasterInfo, inspect_raster, open_raster
-from detect.vectorize import Plot, Sweep, VectorizeResult, VectorParams, vectorize, vectorize_sweep
+from detect.vectorize import DetectedPlot, Sweep, VectorizeResult, VectorParams, vectorize, vectorize_sweep
 from models.checkpoint import ModelSpec
 
 __all__ = [
@@ -152,7 +152,7 @@ class Detection:
         return self.vector
 
     @property
-    def plots(self) -> list[Plot]:
+    def plots(self) -> list[DetectedPlot]:
         """The plots at the parameters' threshold (one-threshold runs only)."""
         return self.result.plots
 

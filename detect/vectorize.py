@@ -43,7 +43,7 @@ from detect.raster import open_raster, read_band, window_ground_size
 from detect.rasterout import threshold_to_uint8
 from detect.tiling import row_strips
 
-__all__ = ["Plot", "Sweep", "VectorParams", "VectorizeResult", "vectorize", "vectorize_sweep"]
+__all__ = ["DetectedPlot", "Sweep", "VectorParams", "VectorizeResult", "vectorize", "vectorize_sweep"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class VectorParams:
 
 
 @dataclass
-class Plot:
+class DetectedPlot:
     """One suspected poppy plot.
 
     Attributes:
@@ -140,7 +140,7 @@ class VectorizeResult:
 
     Attributes:
         plots: The plots, ordered by ``plot_id``.
-        crs: The raster's CRS (of :attr:`Plot.geometry`).
+        crs: The raster's CRS (of :attr:`DetectedPlot.geometry`).
         transform: The probability raster's transform.
         gsd_m: Its ground size per pixel in metres ``(row, col)``.
         params: The parameters used.
@@ -149,7 +149,7 @@ class VectorizeResult:
         timings: Seconds per stage: ``polygonise``, ``merge``, ``attributes``, ``total``.
     """
 
-    plots: list[Plot]
+    plots: list[DetectedPlot]
     crs: CRS
     transform: Affine
     gsd_m: tuple[float, float]
@@ -295,13 +295,13 @@ def vectorize(
         # Ordered north to south, then west to east, by the centroid's pixel (rounded, so stable).
         candidates.sort(key=lambda c: (round(c[0].centroid.y), round(c[0].centroid.x)))
         digits = max(3, len(str(len(candidates))))
-        plots: list[Plot] = []
+        plots: list[DetectedPlot] = []
         for i, (part, native, lonlat, area) in enumerate(candidates, start=1):
             score_mean, score_max = _scores(ds, part, strip)
             cx, cy = native.centroid.x, native.centroid.y
             lon, lat = to_lonlat.transform(cx, cy)
             plots.append(
-                Plot(
+                DetectedPlot(
                     plot_id=f"P{i:0{digits}d}",
                     geometry=native,
                     geometry_wgs84=lonlat,
@@ -375,7 +375,7 @@ class Sweep:
         crs: Its CRS.
     """
 
-    plots: dict[float, list[Plot]]
+    plots: dict[float, list[DetectedPlot]]
     height: int
     width: int
     transform: Affine
@@ -415,7 +415,7 @@ def vectorize_sweep(
         top = 0
         for win in row_strips(height, width, _SCAN_PIXELS):
             top = max(top, int(prob.read(1, window=win).max()))
-    plots: dict[float, list[Plot]] = {}
+    plots: dict[float, list[DetectedPlot]] = {}
     for t in thresholds:
         if top / 255.0 < t:
             plots[t] = []  # nothing reaches the threshold: vectorize would find nothing

@@ -11,8 +11,8 @@ The pieces go to :meth:`datasets.chips.ChipDataset.set_hard_negatives`, which ce
 them. On a police team's own flights this is what makes fine-tuning work: the false alarms on their local crops
 are found without anyone drawing them.
 
-Areas are ground square metres: each plot's geodesic area (:attr:`detect.vectorize.Plot.area_m2`) shared among
-its pieces in proportion to their area in the raster's CRS, whose scale does not change across a plot.
+Areas are ground square metres: each plot's geodesic area (:attr:`detect.vectorize.DetectedPlot.area_m2`) shared
+among its pieces in proportion to their area in the raster's CRS, whose scale does not change across a plot.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from torch import nn
 from core.errors import InputError
 from datasets.chips import ChipSource
 from detect.pipeline import detect_plots
-from detect.vectorize import Plot, VectorParams
+from detect.vectorize import DetectedPlot, VectorParams
 from models.checkpoint import ModelSpec
 
 __all__ = ["MinedSource", "MiningResult", "hard_pieces", "mine_hard_negatives"]
@@ -139,7 +139,7 @@ def _crs_units_per_metre(source: ChipSource) -> float:
 
 
 def hard_pieces(
-    plots: Sequence[Plot],
+    plots: Sequence[DetectedPlot],
     source: ChipSource,
     *,
     min_area_m2: float,
