@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import platform
 import warnings
 import xml.etree.ElementTree as ET
@@ -40,7 +39,8 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
-from detect.errors import InputError
+from core.errors import InputError
+from core.files import write_aside
 from detect.raster import RasterInfo, read_window
 from detect.vectorize import Plot
 
@@ -114,14 +114,8 @@ def _aside(path: Path, overwrite: bool) -> Iterator[Path]:
     """Yield ``path.tmp`` to write to; rename it to ``path`` on success, delete it on failure."""
     check_outputs([path], overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
+    with write_aside(path) as tmp:
         yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _ring(coords: Iterable[Sequence[float]]) -> list[list[float]]:

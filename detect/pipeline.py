@@ -23,7 +23,8 @@ import rasterio
 import torch
 from torch import nn
 
-from detect.errors import InputError
+from core.errors import InputError
+from core.files import file_sha256
 from detect.export import (
     ALL_FORMATS,
     check_outputs,
@@ -39,7 +40,7 @@ from detect.export import (
 from detect.predict import check_gsd, gsd_ratio, model_grid, predict_raster
 from detect.raster import RasterInfo, inspect_raster, open_raster
 from detect.vectorize import VectorParams, vectorize
-from models.checkpoint import ModelSpec, file_sha256
+from models.checkpoint import ModelSpec
 
 __all__ = ["RASTER_SUFFIXES", "RunOptions", "RunResult", "find_inputs", "gdal_cache_bytes", "prepare", "run_one"]
 

@@ -29,7 +29,7 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
-from pyproj import Geod, Transformer
+from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.features import geometry_mask, shapes
 from rasterio.windows import Window
@@ -37,13 +37,12 @@ from shapely import affinity
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.polygon import orient
 
-from detect.errors import InputError
+from core.errors import InputError
+from core.geodesy import geodesic_area_m2
 from detect.raster import open_raster, read_band, window_ground_size
 from detect.rasterout import threshold_to_uint8
 
-__all__ = ["Plot", "VectorParams", "VectorizeResult", "geodesic_area_m2", "vectorize"]
-
-_GEOD = Geod(ellps="WGS84")
+__all__ = ["Plot", "VectorParams", "VectorizeResult", "vectorize"]
 
 
 @dataclass(frozen=True)
@@ -162,14 +161,6 @@ class VectorizeResult:
     def total_area_m2(self) -> float:
         """Summed geodesic area of all plots."""
         return float(sum(p.area_m2 for p in self.plots))
-
-
-def geodesic_area_m2(geom_lonlat: Polygon | MultiPolygon) -> float:
-    """Area on the WGS84 ellipsoid of a lon/lat polygon, holes excluded, in square metres."""
-    area, _ = _GEOD.geometry_area_perimeter(
-        orient(geom_lonlat, sign=1.0) if isinstance(geom_lonlat, Polygon) else geom_lonlat
-    )
-    return abs(float(area))
 
 
 def _disk(radius_px: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import shape
 
-from detect.errors import InputError
+from core.errors import InputError
 from detect.export import (
     ALL_FORMATS,
     CSV_COLUMNS,

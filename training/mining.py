@@ -34,8 +34,8 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 from torch import nn
 
+from core.errors import InputError
 from datasets.chips import ChipSource
-from detect.errors import InputError
 from detect.predict import predict_raster
 from detect.vectorize import Plot, VectorParams, vectorize
 from models.checkpoint import ModelSpec
