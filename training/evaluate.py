@@ -36,7 +36,6 @@ This module scores; the rules live beside it: :mod:`training.matching` (which pl
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,12 +49,13 @@ from torch import nn
 from core.errors import InputError
 from datasets.labelled import LabelledScene
 from datasets.labels import LabelSet, read_labels
-from detect.predict import model_grid, predict_raster
+from detect.pipeline import detect_plots
+from detect.predict import model_grid
 from detect.raster import inspect_raster, open_raster
-from detect.vectorize import VectorParams, vectorize
+from detect.vectorize import Sweep, VectorParams, vectorize_sweep
 from models.checkpoint import ModelSpec
 from training.matching import area_m2, clip, lonlat_transformer, match
-from training.pixels import EvalGrid, count_pixels, strips
+from training.pixels import EvalGrid, count_pixels
 from training.report import DEFAULT_THRESHOLDS, TARGET_RECALL, EvalReport, PlotCounts, SceneResult, summarise
 
 __all__ = [
@@ -191,22 +191,17 @@ def evaluate_prob_raster(
     with open_raster(prob_path) as prob:
         if prob.count != 1 or prob.crs is None:
             raise InputError(f"{prob_path}: not a probability raster (one band with a CRS)")
-        grid = EvalGrid(prob.height, prob.width, prob.transform)
         prob_crs = prob.crs
-        top = 0
-        for win in strips(grid):
-            top = max(top, int(prob.read(1, window=win).max()))
     with open_raster(scene.raster) as ds:
         if ds.crs != prob_crs:
             raise InputError(f"{prob_path}: its CRS differs from {scene.raster}'s; it was not predicted from it")
-    plots: dict[float, list[BaseGeometry]] = {}
-    for t in ts:
-        if top / 255.0 < t:
-            plots[t] = []  # nothing reaches the threshold: vectorize would find nothing
-            continue
-        res = vectorize(prob_path, dataclasses.replace(params, threshold=t), source=scene.raster.name)
-        plots[t] = [p.geometry for p in res.plots]
-    return evaluate_plots(scene, plots, grid)
+    return _score_sweep(scene, vectorize_sweep(prob_path, params, ts, source=scene.raster.name))
+
+
+def _score_sweep(scene: LabelledScene, sweep: Sweep) -> SceneResult:
+    """Score a threshold sweep's plots, counting pixels on the probability raster's grid."""
+    plots = {t: [p.geometry for p in ps] for t, ps in sweep.plots.items()}
+    return evaluate_plots(scene, plots, EvalGrid(sweep.height, sweep.width, sweep.transform))
 
 
 def evaluate_plot_files(
@@ -257,7 +252,8 @@ def evaluate_scenes(
 ) -> EvalReport:
     """Validate a model on whole orthomosaics through the inference path.
 
-    Each scene is predicted once (:func:`detect.predict.predict_raster`), then scored at every threshold.
+    Each scene is predicted once and vectorised at every threshold (:func:`detect.pipeline.detect_plots`), then
+    scored.
 
     Args:
         model: The network (its train/eval mode is restored afterwards).
@@ -269,7 +265,7 @@ def evaluate_scenes(
         tile: Tile size in model pixels; None takes the spec's.
         batch_size: Tiles per forward pass.
         work_dir: Where probability rasters are kept (``NAME.prob.tif``, replaced each call); None uses a
-            temporary folder removed afterwards.
+            temporary file per scene, deleted once it is vectorised.
         params: Other vectorising settings; ``min_area_m2`` overrides its minimum area.
         target_recall: As in :func:`choose_threshold`.
         progress: Show progress bars.
@@ -281,26 +277,27 @@ def evaluate_scenes(
         raise InputError("no validation scenes; give --val-data or at least two labelled orthomosaics")
     ts = _check_thresholds(thresholds)
     params = dataclasses.replace(params or VectorParams(), min_area_m2=min_area_m2)
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
     results = []
-    with tempfile.TemporaryDirectory(prefix="poppy-val-") as tmp:
-        folder = Path(work_dir) if work_dir is not None else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        used: set[str] = set()
-        for scene in scenes:
-            stem = scene.name
-            while stem in used:  # two folders can hold the same file name
-                stem += "_"
-            used.add(stem)
-            pred = predict_raster(
-                scene.raster,
-                model,
-                spec,
-                prob_path=folder / f"{stem}.prob.tif",
-                tile=tile,
-                batch_size=batch_size,
-                device=device,
-                progress=progress,
-                overwrite=True,
-            )
-            results.append(evaluate_prob_raster(scene, pred.prob_path, thresholds=ts, params=params))
+    used: set[str] = set()
+    for scene in scenes:
+        stem = scene.name
+        while stem in used:  # two folders can hold the same file name
+            stem += "_"
+        used.add(stem)
+        det = detect_plots(
+            scene.raster,
+            model,
+            spec,
+            params,
+            thresholds=ts,
+            prob_path=Path(work_dir) / f"{stem}.prob.tif" if work_dir is not None else None,
+            tile=tile,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            overwrite=True,
+        )
+        results.append(_score_sweep(scene, det.sweep))
     return summarise(results, target_recall=target_recall)

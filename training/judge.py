@@ -52,8 +52,8 @@ from detect.judge import (
     read_judge_chip,
     score_plots,
 )
-from detect.predict import predict_raster
-from detect.vectorize import VectorParams, vectorize
+from detect.pipeline import detect_plots
+from detect.vectorize import VectorParams
 from models.checkpoint import ModelSpec
 from models.plotnet import JudgeSpec
 from training.matching import FOUND_AREA_M2, FOUND_FRACTION, MAX_SPILL, SPILL_AREA_M2
@@ -109,14 +109,10 @@ def propose(
     batch_size: int = 8,
 ) -> list[tuple[BaseGeometry, float]]:
     """The first stage's candidate plots on one orthomosaic: ``(polygon in its CRS, geodesic area m2)``."""
-    prob_path = work_dir / "proposal.prob.tif"
-    predict_raster(
-        source.path, model, spec, prob_path=prob_path, device=device, batch_size=batch_size, progress=False,
-        overwrite=True,
-    )  # fmt: skip
     params = VectorParams(threshold=threshold, min_area_m2=min_area_m2)
-    plots = vectorize(prob_path, params, source=Path(source.path).name).plots
-    prob_path.unlink()
+    plots = detect_plots(
+        source.path, model, spec, params, temp_dir=work_dir, device=device, batch_size=batch_size
+    ).plots  # fmt: skip
     return [(p.geometry, p.area_m2) for p in plots]
 
 

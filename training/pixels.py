@@ -8,7 +8,7 @@ grid) inside the area of interest (AOI). No array is ever the size of the orthom
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,7 @@ from rasterio.windows import transform as window_transform
 
 from datasets.labels import IGNORE, LabelSet, rasterize_window, window_bounds
 from detect.raster import RasterInfo, read_footprint, window_ground_size
+from detect.tiling import row_strips
 
 __all__ = ["EvalGrid", "PixelCounts", "count_pixels", "strips"]
 
@@ -57,11 +58,9 @@ class PixelCounts:
     valid_m2: float
 
 
-def strips(grid: EvalGrid) -> Iterable[Window]:
+def strips(grid: EvalGrid) -> list[Window]:
     """Full-width windows of at most about ``_STRIP_PIXELS`` pixels covering the grid, top to bottom."""
-    rows = max(1, min(grid.height, _STRIP_PIXELS // max(1, grid.width)))
-    for r in range(0, grid.height, rows):
-        yield Window(col_off=0, row_off=r, width=grid.width, height=min(rows, grid.height - r))
+    return row_strips(grid.height, grid.width, _STRIP_PIXELS)
 
 
 def count_pixels(
