@@ -18,6 +18,10 @@ Examples:
     # synthetic data only, with 20 synthetic validation scenes, a ResNet-34 U-Net on the GPU
     python train.py --synthetic 400 --synthetic-val 20 --out runs/r34 --arch unet_resnet34 --device cuda
 
+    # randomised synthetic scenes from one appearance half, validated on scenes drawn from the other half
+    python train.py --synthetic 400 --synthetic-val 40 --synthetic-randomise 2 --synthetic-appearance train \\
+        --out runs/dr
+
     # a quarter of the chips centred on the model's own false alarms on the training scenes, found again every
     # 2 epochs (hard-negative mining: what cuts false alarms on your local crops when fine-tuning)
     python train.py --data data/labelled --init default --hard-negatives 0.25 --mine-every 2 --out runs/hn
@@ -74,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
     "synthetic": 0,
     "synthetic_val": 0,
     "synthetic_size": 1024,  # px per synthetic scene side: 30 m at 3 cm, room for several plots
+    "synthetic_randomise": 0,  # 0: today's renderer; 1-2 re-draw every non-poppy look (datasets/scene/randomise.py)
+    "synthetic_appearance": "all",  # train|holdout: training scenes from that half, synthetic validation the other
+    "synthetic_plot_area": None,  # None: plots of 1.5-200 m2; "MIN,MAX" (e.g. "1.5,2000") adds whole fields
     "pretrain": None,  # NAME:PATH of a public data set: land-cover pretraining instead of poppy training
     "negatives": None,  # NAME:PATH of a public data set whose valid pixels are mixed in as poppy-free chips
     "negative_share": 0.2,  # a fifth of the chips real farmland without poppy; the rest keep the plot balance
@@ -119,6 +126,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synthetic", type=int, help="generate N synthetic training scenes into OUT/synthetic/")
     p.add_argument("--synthetic-val", type=int, help="generate N synthetic validation scenes")
     p.add_argument("--synthetic-size", type=int, help=f"synthetic scene side in px (default {d['synthetic_size']})")
+    p.add_argument(
+        "--synthetic-randomise",
+        type=int,
+        choices=(0, 1, 2),
+        help="domain randomisation of generated scenes: 0 today's renderer (default), 1 wider materials and camera, "
+        "2 any colour and procedural textures on every non-poppy surface",
+    )
+    p.add_argument(
+        "--synthetic-appearance",
+        choices=("all", "train", "holdout"),
+        help="appearance half of generated training scenes (default all); synthetic validation scenes then use "
+        "the other half, so validation measures appearance never trained on (needs --synthetic-randomise 1 or 2)",
+    )
+    p.add_argument(
+        "--synthetic-plot-area",
+        metavar="MIN,MAX",
+        help="poppy plot area range of generated scenes in m2 (default 1.5,200; a MAX above 200 adds whole fields)",
+    )
     p.add_argument("--pretrain", help="pretrain on land cover of a public data set, NAME[@GSD]:PATH (see below)")
     p.add_argument("--negatives", help="mix in poppy-free chips of a public data set, NAME[@GSD]:PATH")
     p.add_argument("--negative-share", type=float, help="share of chips from --negatives (default 0.2)")
@@ -215,6 +240,10 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+    if s["synthetic"] or s["synthetic_val"]:
+        from models.trainer import synthetic_options
+
+        synthetic_options(s)  # refuses a bad level, half or plot-area range, naming the --synthetic-* flag
     if s["arch_args"] is not None:
         try:
             arch_args = json.loads(s["arch_args"])

@@ -440,3 +440,53 @@ def test_landcover_pretraining_merges_level0_and_randomised_legends(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(meta))
     with pytest.raises(InputError, match="legends differ"):
         open_public(f"synthetic-landcover:{tmp_path}")
+
+
+# --- train.py's generated scenes -----------------------------------------------------------------------------
+
+
+def _train_settings(tmp_path, *flags):
+    import train
+
+    return train.resolve_settings(train.parse_args(["--synthetic", "2", "--out", str(tmp_path / "run"), *flags]))
+
+
+def test_train_synthetic_flags_default_to_todays_renderer(tmp_path):
+    from models.trainer import synthetic_options
+
+    s = _train_settings(tmp_path)
+    assert synthetic_options(s) is None and synthetic_options(s, "val") is None
+
+
+def test_train_synthetic_validation_uses_the_other_half(tmp_path):
+    from models.trainer import synthetic_options
+
+    s = _train_settings(tmp_path, "--synthetic-randomise", "2", "--synthetic-appearance", "train",
+                        "--synthetic-plot-area", "1.5,2000")  # fmt: skip
+    assert synthetic_options(s) == SceneOptions(2, "train", (1.5, 2000.0))
+    assert synthetic_options(s, "val") == SceneOptions(2, "holdout", (1.5, 2000.0))
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--synthetic-appearance", "holdout"], "--synthetic-appearance holdout needs --synthetic-randomise 1 or 2"),
+        (["--synthetic-plot-area", "9,3"], "--synthetic-plot-area 9,3"),
+        (["--synthetic-plot-area", "x"], "--synthetic-plot-area 'x'"),
+    ],
+)
+def test_train_refuses_bad_synthetic_flags(tmp_path, flags, match):
+    with pytest.raises(InputError, match=match):
+        _train_settings(tmp_path, *flags)
+
+
+def test_train_generates_randomised_scenes_in_their_own_folder(tmp_path):
+    from models.trainer import synthetic_scenes
+
+    opts = SceneOptions(1, "holdout")
+    scenes = synthetic_scenes(tmp_path, "val", 1, 7, 64, opts)
+    folder = tmp_path / "synthetic" / "val-n1-seed7-px64-r1-holdout-area1.5-200"
+    assert len(scenes) == 1 and (folder / "complete.json").is_file()
+    meta = json.loads((folder / "synthetic_0000.json").read_text())
+    assert meta["options"]["appearance"] == "holdout"
+    assert synthetic_scenes(tmp_path, "val", 1, 7, 64, None) and (tmp_path / "synthetic" / "val-n1-seed7-px64").is_dir()

@@ -722,7 +722,8 @@ def _place_plots(
     n = 1 + int(rng.poisson(min(area / 2500.0, 30)))
     plots: list[Plot] = []
     taken: list[BaseGeometry] = []
-    for _ in range(n * 4):
+    # Large plots are refused more often (clipped by their parcel below the minimum area): try longer.
+    for _ in range(n * (12 if fields else 4)):
         if len(plots) >= n:
             break
         if fields:
@@ -795,9 +796,10 @@ def _make_plot(b: _Builder, setting: str, area: float, safe: BaseGeometry):
     if setting == "whole_field":
         # A whole parcel sown with poppy (its bund left out): the largest that fits under ``area``.
         hosts = [p for p in b.parcels if p[1] not in ("greenhouse", "orchard") and p[0].intersects(safe)]
-        hosts = [p for p in hosts if p[0].area <= area * 1.5] or hosts
         if not hosts:
             return None
+        # The parcels nearest in size to the target area (parcels come as they were laid out, not to order).
+        hosts = sorted(hosts, key=lambda h: abs(math.log(h[0].area / area)))[:3]
         g, crop, ang = hosts[rng.integers(len(hosts))]
         return g.buffer(-0.3), crop, True, {"angle": float(ang + rng.choice([0, math.pi / 2]))}
     if setting == "edge":

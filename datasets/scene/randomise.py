@@ -293,7 +293,8 @@ class _Draw:
         """Level 1: the swatch jittered; level 2: half the time any colour of ``family`` instead."""
         if self.level >= 2 and self.rng.random() < 0.5:
             return list(self.family_colour(family))
-        c = np.asarray(swatch, float) * np.exp(self.rng.normal(0, jitter, 3))
+        # Mostly lighter or darker, a little hue: a grey road must not turn teal at level 1.
+        c = np.asarray(swatch, float) * np.exp(self.rng.normal(0, jitter) + self.rng.normal(0, jitter / 4, 3))
         return [int(x) for x in np.clip(np.round(c), 20, 240)]
 
     def texture(self) -> dict | None:

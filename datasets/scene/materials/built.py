@@ -275,7 +275,7 @@ def _solar_roof(px: PixelSet, item: Item, a: np.ndarray, x: np.ndarray) -> Surfa
     base = lin(p["colour"])
     mod_a, mod_x = 1.02, 1.70
     fa, fx = np.mod(a + _F(hl), _F(mod_a)), np.mod(x + _F(hw), _F(mod_x))
-    frame = (fa < 0.03) | (fa > mod_a - 0.03) | (fx < 0.03) | (fx > mod_x - 0.03)
+    frame = (fa < 0.02) | (fa > mod_a - 0.02) | (fx < 0.02) | (fx > mod_x - 0.02)
     cell = (np.mod(fa, _F(0.166)) < 0.008) | (np.mod(fx, _F(0.166)) < 0.008)
     if not p.get("cells", True):
         cell[:] = False
@@ -285,7 +285,7 @@ def _solar_roof(px: PixelSet, item: Item, a: np.ndarray, x: np.ndarray) -> Surfa
     mod_id = noise.unit(noise.hash_u32(s, ia, ix))
     logb = _F(0.1) * (mod_id - _F(0.5)) + _F(0.03) * px.grain(s + 1) + _F(0.25) * cell
     alb = base * np.exp(logb)[:, None]
-    alb = np.where(frame[:, None], lin((188, 190, 192)), alb)
+    alb = np.where(frame[:, None], lin((150, 152, 156)), alb)
     # Modules cover the roof up to a 0.3 m edge; the roof shows around them.
     edge = (np.abs(x) > hw - 0.3) | (np.abs(a) > hl - 0.3)
     alb = np.where(edge[:, None], lin((120, 118, 116)), alb)
