@@ -490,3 +490,64 @@ def test_train_generates_randomised_scenes_in_their_own_folder(tmp_path):
     meta = json.loads((folder / "synthetic_0000.json").read_text())
     assert meta["options"]["appearance"] == "holdout"
     assert synthetic_scenes(tmp_path, "val", 1, 7, 64, None) and (tmp_path / "synthetic" / "val-n1-seed7-px64").is_dir()
+
+
+_SWATCHES = {
+    "roof": rz._ROOF,
+    "tarp": rz._TARP,
+    "greenhouse_film": rz._GREENHOUSE,
+    "soil": rz._SOIL,
+    "wheat_variety": rz._WHEAT,
+    "cabbage_variety": rz._CABBAGE,
+    "lettuce_variety": rz._LETTUCE,
+    "ornamental_colour": rz._ORNAMENTAL,
+    "flower_mix": POPPY_PALETTES,
+    "camera_response": rz.RESPONSES,
+}
+
+
+@pytest.mark.parametrize("factor", list(FACTORS))
+def test_every_factor_value_is_drawable(factor):
+    names = factor_values(factor, "all")
+    if factor in _SWATCHES:
+        assert set(names) <= set(_SWATCHES[factor])
+    elif factor.endswith("_family"):
+        assert set(names) <= set(FAMILIES)
+    else:  # mulch films and look-alike flowers are drawn by the materials: render every value below
+        assert factor in ("mulch_film", "look_alike_flowers")
+
+
+def _box_around(geom, gsd: float) -> Box:
+    u0, v0, u1, v1 = geom.bounds
+    r0, c0 = max(0, int(v0 / gsd) // 16 * 16), max(0, int(u0 / gsd) // 16 * 16)
+    return Box(r0, c0, min(160, max(16, int(v1 / gsd) - r0 + 1)), min(160, max(16, int(u1 / gsd) - c0 + 1)))
+
+
+@pytest.mark.parametrize(
+    ("material", "key", "values"),
+    [
+        ("roof", "kind", list(rz._ROOF)),
+        ("flowers", "kind", list(factor_values("look_alike_flowers", "all"))),
+        ("plastic_mulch", "film", list(factor_values("mulch_film", "all"))),
+    ],
+)
+def test_every_roof_film_and_flower_kind_renders(material, key, values):
+    # The first scene holding such an item inside its footprint; each value is put on it and rendered.
+    for seed in range(20):
+        scene = _scene(seed, SceneOptions(2), size=640)
+        inside = scene.layout.footprint.buffer(-1.0)
+        items = [it for it in scene.layout.items if it.material == material and inside.contains(it.geom.centroid)]
+        if items:
+            break
+    item = items[0]
+    item.params.pop("texture", None)
+    for v in values:
+        item.params[key] = v
+        if material == "roof":
+            item.params.update(style=rz._ROOF[v][0], colour=list(rz._ROOF[v][1]), heater=False)
+        rgba, lc = render_window(scene, _box_around(item.geom, scene.gsd))
+        assert rgba[..., 3].any() and set(np.unique(lc).tolist()) <= set(LANDCOVER), v
+        if material == "roof" and rz._ROOF[v][0] == "solar":
+            assert (lc == LC["solar_panel"]).any(), v
+        if material == "flowers" and v.startswith("flowering_weeds"):
+            assert (lc == LC["flowering_weeds"]).any(), v

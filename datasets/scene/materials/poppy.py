@@ -293,8 +293,8 @@ _CONFUSERS = {
         lobes=7,
         lobe_depth=0.5,
         bump=0.6,
-        heads=(HeadLook("flower", 1.0, 0.012, 0.5, lean=0.5),),
-        head_slots=4,
+        heads=(HeadLook("flower", 1.0, 0.018, 0.5, spot_prob=0.0, lean=0.6),),
+        head_slots=6,
     ),
 }
 # Flowering weeds' colours by kind (sRGB).
