@@ -27,7 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from detect.errors import PoppyError
+from core.errors import PoppyError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -56,7 +56,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from detect.errors import InputError, PoppyError
+from core.errors import InputError, PoppyError
 
 # Settings that may differ when a run is resumed: they change how it runs, not what it learns.
 RESUMABLE = ("epochs", "val_every", "device", "workers", "quiet")
@@ -241,7 +241,7 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
         if not ok:
             raise InputError(message)
     if s["synthetic"] or s["synthetic_val"]:
-        from models.trainer import synthetic_options
+        from training.trainer import synthetic_options
 
         synthetic_options(s)  # refuses a bad level, half or plot-area range, naming the --synthetic-* flag
     if s["arch_args"] is not None:
@@ -265,7 +265,7 @@ def main(args: argparse.Namespace) -> int:
         out: Path = args.out.resolve()  # split.json records absolute paths: a resume may start elsewhere
         s = resolve_settings(args)
         # Imported only now (torch and the data stack), so --help and argument errors answer at once.
-        from models.trainer import pretrain, train_poppy
+        from training.trainer import pretrain, train_poppy
 
         (pretrain if s["pretrain"] is not None else train_poppy)(s, out, args.resume)
         return 0

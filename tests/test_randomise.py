@@ -13,6 +13,8 @@ import rasterio
 import shapely
 from pyproj import CRS, Geod, Transformer
 
+from core.errors import InputError
+from core.files import file_sha256
 from datasets import synthetic
 from datasets.scene import randomise as rz
 from datasets.scene.context import Box
@@ -20,7 +22,6 @@ from datasets.scene.items import LANDCOVER, LC, RANDOMISED_CLASSES
 from datasets.scene.materials.poppy import POPPY_PALETTES
 from datasets.scene.randomise import FACTORS, FAMILIES, SceneOptions, factor_values, family_of
 from datasets.scene.render import render_window
-from detect.errors import InputError
 
 # --- level 0 is today's renderer, byte for byte ------------------------------------------------------------
 
@@ -80,7 +81,7 @@ def _render(out, name: str, options=None, **kw):
 @pytest.mark.parametrize("name", list(LEVEL0_CASES))
 def test_level0_is_byte_identical_to_todays_renderer(tmp_path, name):
     res = _render(tmp_path, name, SceneOptions(randomise=0), **LEVEL0_CASES[name])
-    got = {k: synthetic.file_sha256(res[k]) for k in ("image", "labels", "sidecar", "landcover") if res[k]}
+    got = {k: file_sha256(res[k]) for k in ("image", "labels", "sidecar", "landcover") if res[k]}
     assert got == LEVEL0_SHA256[name]
 
 
@@ -138,7 +139,7 @@ def test_same_seed_and_options_give_identical_files(tmp_path):
     a = _render(tmp_path / "a", "s", SceneOptions(2, "holdout"), seed=21)
     b = _render(tmp_path / "b", "s", SceneOptions(2, "holdout"), seed=21)
     for key in ("image", "labels", "sidecar"):
-        assert synthetic.file_sha256(a[key]) == synthetic.file_sha256(b[key]), key
+        assert file_sha256(a[key]) == file_sha256(b[key]), key
 
 
 # --- physical and botanical bounds --------------------------------------------------------------------------
@@ -452,14 +453,14 @@ def _train_settings(tmp_path, *flags):
 
 
 def test_train_synthetic_flags_default_to_todays_renderer(tmp_path):
-    from models.trainer import synthetic_options
+    from training.trainer import synthetic_options
 
     s = _train_settings(tmp_path)
     assert synthetic_options(s) is None and synthetic_options(s, "val") is None
 
 
 def test_train_synthetic_validation_uses_the_other_half(tmp_path):
-    from models.trainer import synthetic_options
+    from training.trainer import synthetic_options
 
     s = _train_settings(tmp_path, "--synthetic-randomise", "2", "--synthetic-appearance", "train",
                         "--synthetic-plot-area", "1.5,2000")  # fmt: skip
@@ -481,7 +482,7 @@ def test_train_refuses_bad_synthetic_flags(tmp_path, flags, match):
 
 
 def test_train_generates_randomised_scenes_in_their_own_folder(tmp_path):
-    from models.trainer import synthetic_scenes
+    from training.trainer import synthetic_scenes
 
     opts = SceneOptions(1, "holdout")
     scenes = synthetic_scenes(tmp_path, "val", 1, 7, 64, opts)
