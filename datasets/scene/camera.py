@@ -131,9 +131,19 @@ def _photo_fields(ctx: WindowContext, season: Season, seed: int, look) -> tuple[
         seam = np.exp(-((r2 - r1) / 1.5)).astype(_F)  # (r2 - r1) / 2 is the distance to the seamline
         return np.stack([vig, seam], axis=-1)
 
-    # Evaluate the two fields on the same lattice, one channel at a time (lattice_grid takes one value per node).
-    vig = noise.lattice_grid(ctx.v, ctx.u, cell, lambda a, b: values(a, b)[..., 0], smooth=False)
-    seam = noise.lattice_grid(ctx.v, ctx.u, cell, lambda a, b: values(a, b)[..., 1], smooth=False)
+    # lattice_grid takes one value per node: both fields share one lattice, so the nodes are computed once.
+    nodes: list[np.ndarray] = []
+
+    def channel(k: int):
+        def f(li: np.ndarray, lj: np.ndarray) -> np.ndarray:
+            if not nodes:
+                nodes.append(values(li, lj))
+            return nodes[0][..., k]
+
+        return f
+
+    vig = noise.lattice_grid(ctx.v, ctx.u, cell, channel(0), smooth=False)
+    seam = noise.lattice_grid(ctx.v, ctx.u, cell, channel(1), smooth=False)
     return vig, seam
 
 

@@ -409,11 +409,8 @@ def _recolour(item: Item, d: _Draw) -> None:
     elif m == "greenhouse":
         film, inside = _GREENHOUSE[d.name("greenhouse_film")]
         p.update(film=d.colour(film, 0.04), inside=d.colour(inside, 0.1, "green_family"))
-    elif m in ("plastic_mulch", "garlic") and "film" in p:
-        if m == "garlic" and p["film"] == "none":
-            pass
-        else:
-            p["film"] = d.name("mulch_film")
+    elif m in ("plastic_mulch", "garlic") and p.get("film", "none") != "none":  # garlic without film keeps none
+        p["film"] = d.name("mulch_film")
     elif m == "road":
         p.update(asphalt=d.colour(p["asphalt"], 0.15), concrete=d.colour(p["concrete"], 0.1))
     elif m == "courtyard":
@@ -432,11 +429,8 @@ def _recolour(item: Item, d: _Draw) -> None:
             p["colour"] = d.colour(_LETTUCE[d.name("lettuce_variety")], 0.06, "green_family")
         elif crop in ("greens", "garlic"):
             p["colour"] = d.colour((82, 118, 60) if crop == "greens" else (98, 130, 98), 0.1, "green_family")
-    elif m == "tree":
+    elif m in ("tree", "grass", "margin"):
         p["green"] = d.colour(p["green"], 0.1, "green_family")
-    elif m in ("grass", "margin") or (m == "road" and "green" in p):
-        if "green" in p:
-            p["green"] = d.colour(p["green"], 0.1, "green_family")
     elif m == "flowers":
         kind = d.name("look_alike_flowers")
         p["kind"] = kind
