@@ -64,6 +64,7 @@ __all__ = [
     "fit",
     "pretrain",
     "split_scenes",
+    "synthetic_options",
     "synthetic_scenes",
     "train_poppy",
     "with_negatives",
@@ -427,17 +428,60 @@ def _train_epoch(
     return row, f"epoch {epoch}/{s.epochs}: loss {stats.loss:.4f}, {stats.chips_per_s:.1f} chips/s"
 
 
-def synthetic_scenes(out: Path, kind: str, count: int, seed: int, size: int) -> list[LabelledScene]:
-    """Generate ``count`` synthetic scenes once into ``OUT/synthetic/KIND-...`` (reused when already complete)."""
-    folder = out / "synthetic" / f"{kind}-n{count}-seed{seed}-px{size}"
+def synthetic_options(s: Settings, kind: str = "train") -> Any:
+    """The generator's ``SceneOptions`` for ``kind`` (train|val) scenes from the ``--synthetic-*`` settings, or
+    None for today's scenes (then the generator is not even imported here).
+
+    Validation scenes draw from the other appearance half than training scenes when a half is given, so that
+    validation scores looks the model never trained on.
+
+    Raises:
+        InputError: A bad level, half or plot-area range (the message names the ``--synthetic-*`` flag).
+    """
+    default = s.synthetic_appearance in (None, "all") and not s.synthetic_plot_area
+    if default and not s.synthetic_randomise:
+        return None  # today's scenes
+    try:
+        from datasets.synthetic import parse_plot_area, scene_options  # optional, as in synthetic_scenes
+    except ImportError as exc:
+        raise InputError(f"--synthetic: the scene generator is not available ({exc}); train on --data") from exc
+    appearance = s.synthetic_appearance or "all"
+    if kind == "val" and appearance != "all":
+        appearance = "holdout" if appearance == "train" else "train"
+    options: dict[str, Any] = {"randomise": s.synthetic_randomise or 0, "appearance": appearance}
+    try:
+        if s.synthetic_plot_area:
+            options["plot_area"] = parse_plot_area(s.synthetic_plot_area)
+        return scene_options(options)
+    except InputError as exc:
+        raise InputError(str(exc).replace("--", "--synthetic-")) from None
+
+
+def synthetic_scenes(
+    out: Path, kind: str, count: int, seed: int, size: int, options: Any = None
+) -> list[LabelledScene]:
+    """Generate ``count`` synthetic scenes once into ``OUT/synthetic/KIND-...`` (reused when already complete).
+
+    ``options`` (the generator's ``SceneOptions``; None or the default: today's renderer) are part of the folder
+    name when they differ from the default, so runs with other options never reuse these scenes.
+    """
+    name = f"{kind}-n{count}-seed{seed}-px{size}"
+    if options is not None and not options.is_default:
+        lo, hi = options.plot_area
+        name += f"-r{options.randomise}-{options.appearance}-area{lo:g}-{hi:g}"
+    folder = out / "synthetic" / name
     done = folder / "complete.json"
     if not done.is_file():
         try:
             from datasets.synthetic import generate  # optional: the scene generator has its own dependencies
         except ImportError as exc:
             raise InputError(f"--synthetic: the scene generator is not available ({exc}); train on --data") from exc
-        generate(folder, count, seed, size=size)
-        done.write_text(json.dumps({"count": count, "seed": seed, "size": size}))
+        extra = {"options": options} if options is not None else {}  # today's call when there are none
+        generate(folder, count, seed, size=size, **extra)
+        record = {"count": count, "seed": seed, "size": size}
+        if options is not None and not options.is_default:
+            record["options"] = options.to_dict()
+        done.write_text(json.dumps(record))
     return scenes_from_folder(folder)
 
 
@@ -456,10 +500,14 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledSce
         )
 
     real = scenes_from_folder(s.data) if s.data else []
-    synth = synthetic_scenes(out, "train", s.synthetic, s.seed, s.synthetic_size) if s.synthetic else []
+    synth = (
+        synthetic_scenes(out, "train", s.synthetic, s.seed, s.synthetic_size, synthetic_options(s))
+        if s.synthetic
+        else []
+    )
     val = scenes_from_folder(s.val_data) if s.val_data else []
     synth_val = (
-        synthetic_scenes(out, "val", s.synthetic_val, s.seed + 1_000_003, s.synthetic_size)
+        synthetic_scenes(out, "val", s.synthetic_val, s.seed + 1_000_003, s.synthetic_size, synthetic_options(s, "val"))
         if s.synthetic_val
         else []
     )
