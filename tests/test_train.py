@@ -164,6 +164,11 @@ def test_fine_tune_from_a_checkpoint_with_validation_folder(data: Path, tmp_path
     assert spec.train_args["arch"] == "fastunet" and spec.train_args["init"] == str(first / "best.pt")
     split = json.loads((out / "split.json").read_text())
     assert len(split["train"]) == 3 and split["val"] == [str(val / "v.tif")]
+    # One labelled validation plot cannot place a threshold: the starting model's threshold and sweep are kept.
+    _, start = load_checkpoint(first / "best.pt")
+    assert spec.threshold == start.threshold
+    assert spec.metrics["thresholds"] == start.metrics["thresholds"] and "own_thresholds" in spec.metrics
+    assert "1 labelled plot(s), fewer than 20: kept the starting model's threshold" in spec.metrics["reason"]
 
 
 def test_synthetic_scenes_are_generated_once_and_mixed_in(data: Path, tmp_path: Path, monkeypatch) -> None:
