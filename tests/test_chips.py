@@ -17,7 +17,7 @@ from rasterio.crs import CRS
 from torch.utils.data import DataLoader
 
 from core.errors import InputError
-from datasets.chips import ChipDataset, ChipSource, sources_from_folder
+from datasets.chips import ChipDataset, ChipSource
 from datasets.transforms import Compose, RandomFlip, RandomRot90
 
 UTM = CRS.from_epsg(32650)
@@ -466,16 +466,6 @@ def test_bad_settings_are_refused(scene, kwargs, match):
     args = {"target_gsd_m": 0.05, **kwargs}
     with pytest.raises(InputError, match=match):
         ChipDataset(ChipSource(tif), **args)
-
-
-def test_sources_from_folder_skips_unlabelled(tmp_path, scene):
-    write_raster(tmp_path / "unlabelled.tif", np.zeros((3, 32, 32), np.uint8), 0.05)
-    sources = sources_from_folder(tmp_path)
-    assert [Path(s.path).name for s in sources] == ["site.tif"]
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(InputError, match="no orthomosaic with labels found"):
-        sources_from_folder(empty)
 
 
 def test_explicit_paths_skip_the_folder_convention(tmp_path):
