@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -19,42 +18,20 @@ from torch.utils.data import DataLoader
 from core.errors import InputError
 from datasets.chips import ChipDataset, ChipSource
 from datasets.transforms import Compose, RandomFlip, RandomRot90
+from tests import conftest
+from tests.conftest import north_up, write_geotiff
 
 UTM = CRS.from_epsg(32650)
 ORIGIN = (500000.0, 4400000.0)
 
 
 def write_raster(path: Path, rgb: np.ndarray, gsd: float, alpha: np.ndarray | None = None, crs=UTM) -> Path:
-    """A north-up GeoTIFF at ``gsd`` metres per pixel with its top-left corner at ORIGIN."""
-    bands = rgb if alpha is None else np.concatenate([rgb, alpha[None]], axis=0)
-    profile = dict(
-        driver="GTiff",
-        height=rgb.shape[1],
-        width=rgb.shape[2],
-        count=bands.shape[0],
-        dtype="uint8",
-        crs=crs,
-        transform=Affine(gsd, 0, ORIGIN[0], 0, -gsd, ORIGIN[1]),
-    )
-    if alpha is not None:
-        profile["photometric"] = "RGB"
-        profile["alpha"] = "YES"
-    with rasterio.open(path, "w", **profile) as ds:
-        ds.write(bands)
-    return path
+    """A north-up uint8 GeoTIFF at ``gsd`` metres per pixel with its top-left corner at ORIGIN."""
+    return write_geotiff(path, rgb, crs=crs, transform=north_up(gsd, ORIGIN), dtype="uint8", alpha=alpha)
 
 
 def write_polygons(path: Path, polys: list[shapely.Polygon], crs: str = "EPSG:32650") -> Path:
-    fc = {
-        "type": "FeatureCollection",
-        "crs": {"type": "name", "properties": {"name": crs}},
-        "features": [
-            {"type": "Feature", "properties": {"stage": "flowering"}, "geometry": shapely.geometry.mapping(p)}
-            for p in polys
-        ],
-    }
-    path.write_text(json.dumps(fc))
-    return path
+    return conftest.write_polygons(path, polys, crs, {"stage": "flowering"})
 
 
 def ground_box(x0: float, y0: float, w: float, h: float) -> shapely.Polygon:

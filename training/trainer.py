@@ -459,9 +459,7 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledSce
     synth = synthetic_scenes(out, "train", s.synthetic, s.seed, s.synthetic_size) if s.synthetic else []
     val = scenes_from_folder(s.val_data) if s.val_data else []
     synth_val = (
-        synthetic_scenes(out, "val", s.synthetic_val, s.seed + 1_000_003, s.synthetic_size)
-        if s.synthetic_val
-        else []
+        synthetic_scenes(out, "val", s.synthetic_val, s.seed + 1_000_003, s.synthetic_size) if s.synthetic_val else []
     )
     if s.val_data:
         train, rule = real + synth, f"validation folder {s.val_data}"
