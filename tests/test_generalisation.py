@@ -76,3 +76,62 @@ def test_shared_folder_is_fully_split_with_true_gsd():
     assert frame_gsd_m(dji, 4000) == pytest.approx(0.018045, abs=1e-5)
     # The Manila GeoTIFF's own transform: 0.10 Web-Mercator-like units at 14.6 N are 0.097 m on the ground.
     assert ds.file_gsd_m("manila_ph_river_roads_oam_10cm_3395.tif") == pytest.approx(0.0968, abs=5e-4)
+
+
+# --- composites ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting", ["patch", "interplanted"])
+def test_composite_labels_cover_the_pasted_plot(tmp_path, setting):
+    import cv2
+    from shapely import affinity
+    from shapely.geometry import box
+
+    from datasets.composite import PlotSpec, composite_scene, write_composite
+    from datasets.labels import rasterize_window, read_labels
+    from datasets.synthetic import pick_crs, scene_transform
+
+    gsd, size = 0.03, 256
+    background = np.zeros((size, size, 3), np.uint8)
+    background[...] = (96, 120, 70)  # a flat lawn
+    valid = np.ones((size, size), bool)
+    plot = affinity.rotate(box(80, 90, 180, 150), 20)  # 100 x 60 px = 3 x 1.8 m, turned
+    spec = PlotSpec(plot, "flowering", setting, "lawn", seed=5)
+    image, kept, gains = composite_scene(background, valid, gsd, [spec], sun_azimuth_deg=150, sun_elevation_deg=50)
+    assert len(kept) == 1 and 2.0**-0.6 <= gains[0] <= 2.0**0.6
+    crs = pick_crs("utm", 110.0, 30.0)
+    transform = scene_transform(crs, 110.0, 30.0, gsd, size, size)
+    paths = write_composite(tmp_path, "c", image, valid, crs, transform, gsd, kept, {"source": "test"})
+    with rasterio.open(paths["image"]) as src:
+        written = np.moveaxis(src.read([1, 2, 3]), 0, -1)
+        labels = read_labels(paths["labels"], src.crs)
+    np.testing.assert_array_equal(written, image)
+    label = rasterize_window(labels, transform, (size, size)) == 1
+    changed = np.abs(image.astype(int) - background.astype(int)).max(axis=-1) > 12
+    # Every pasted pixel lies on the label or within the 0.6 m (20 px) that plants may lean over its border ...
+    near = cv2.dilate(label.astype(np.uint8), np.ones((41, 41), np.uint8)) > 0
+    assert changed.sum() > 200 and not (changed & ~near).any()
+    # ... the label polygon is where the plot was asked for, with its geodesic area ...
+    assert abs(int(label.sum()) - round(plot.area)) <= 0.03 * plot.area
+    assert labels.properties[0]["area_m2"] == pytest.approx(plot.area * gsd**2, rel=0.02)
+    assert labels.properties[0]["setting"] == setting and labels.properties[0]["stage"] == "flowering"
+    # ... and it covers the plot: sown ground fills it, interplanted plants dot it.
+    share = (changed & label).sum() / label.sum()
+    assert share > 0.9 if setting == "patch" else 0.05 < share < 0.9
+
+
+def test_sun_position_known_values():
+    from datetime import UTC, datetime
+
+    from datasets.composite import sun_position
+
+    # Equinox noon at the equator on the Greenwich meridian: sun close to the zenith.
+    _, el = sun_position(0.0, 0.0, datetime(2024, 3, 20, 12, 7, tzinfo=UTC))
+    assert el == pytest.approx(90.0, abs=1.0)
+    # Solar noon on the June solstice at Duluth, MN (46.84 N, 92.0 W): 12:00 + 92 deg * 4 min + 1.7 min (the
+    # equation of time is -1.7 min) = 18:09.7 UTC; the sun due south at 90 - 46.84 + 23.44 = 66.6 degrees.
+    az, el = sun_position(46.84, -92.0, datetime(2016, 6, 21, 18, 10, tzinfo=UTC))
+    assert az == pytest.approx(180.0, abs=2.0) and el == pytest.approx(66.6, abs=0.5)
+    # Equinox sunrise at the equator: on the horizon, due east.
+    az, el = sun_position(0.0, 0.0, datetime(2024, 3, 20, 6, 7, tzinfo=UTC))
+    assert az == pytest.approx(90.0, abs=1.0) and el == pytest.approx(0.0, abs=1.0)
