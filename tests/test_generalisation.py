@@ -135,3 +135,99 @@ def test_sun_position_known_values():
     # Equinox sunrise at the equator: on the horizon, due east.
     az, el = sun_position(0.0, 0.0, datetime(2024, 3, 20, 6, 7, tzinfo=UTC))
     assert az == pytest.approx(90.0, abs=1.0) and el == pytest.approx(0.0, abs=1.0)
+
+
+# --- the table arithmetic ------------------------------------------------------------------------------------------
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _bench():
+    import importlib
+    import sys
+
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module("generalisation")
+
+
+def _hand_made():
+    g = _bench()
+    from detect.evaluate import PlotCounts
+
+    a = g.SceneOutcome(
+        "t", "a", "flowering", 0.03, (0.2, 0.5),
+        [PlotCounts(2, 1, 4, 2, 3.0, 60, 20, 20, 10_000.0), PlotCounts(2, 0, 1, 0, 1.0, 0, 5, 80, 10_000.0)], 0.2,
+        [g.LabelOutcome("flowering", "courtyard", 3.0, True, 0.5),
+         g.LabelOutcome("flowering", "field", 50.0, False, None)],
+    )  # fmt: skip
+    b = g.SceneOutcome(
+        "t", "b", "capsule", 0.045, (0.2, 0.5),
+        [PlotCounts(1, 1, 1, 1, 1.0, 30, 0, 10, 20_000.0), PlotCounts(1, 1, 1, 1, 0.0, 20, 0, 20, 20_000.0)], 0.2,
+        [g.LabelOutcome("capsule", "field", 600.0, True, -0.2)],
+    )  # fmt: skip
+    return g, [a, b]
+
+
+def test_table_rows_known_values():
+    g, outcomes = _hand_made()
+    rows = {(r["by"], r["value"]): r for r in g.table_rows(outcomes, ["t", "absent"])}
+    every = rows[("all", "all")]
+    assert every["labels"] == 3 and every["scenes"] == 2
+    assert every["recall"] == pytest.approx(2 / 3)
+    assert every["precision"] == pytest.approx(3 / 5)
+    assert every["iou"] == pytest.approx(90 / 140)
+    assert every["area_error"] == pytest.approx(0.35)  # median of |+0.5| and |-0.2|
+    assert every["fp_m2_per_ha"] == pytest.approx(4.0 / 3.0)  # 4 m2 off the labels on 3 ha
+    flowering = rows[("stage", "flowering")]
+    assert (flowering["recall"], flowering["precision"], flowering["iou"], flowering["fp_m2_per_ha"]) == (
+        pytest.approx(0.5), pytest.approx(0.5), pytest.approx(0.6), pytest.approx(3.0),
+    )  # fmt: skip
+    assert rows[("gsd", "2-3.5 cm")]["scenes"] == 1 and rows[("gsd", ">3.5 cm")]["recall"] == 1.0
+    assert rows[("size", "1.5-5 m2")]["recall"] == 1.0 and rows[("size", "20-100 m2")]["recall"] == 0.0
+    assert rows[("size", "500-2000 m2")]["area_error"] == pytest.approx(0.2)
+    assert ("size", "5-20 m2") not in rows  # no plot of that size: no row
+    field = rows[("context", "field")]
+    assert field["labels"] == 2 and field["recall"] == 0.5 and field["area_error"] == pytest.approx(0.2)
+    assert all(r["test"] == "t" for r in rows.values())  # a test with no scene gives no row
+    pr = g.pr_points(outcomes, "t")
+    assert [p["threshold"] for p in pr] == [0.2, 0.5]
+    assert pr[1]["recall"] == pytest.approx(1 / 3) and pr[1]["precision"] == pytest.approx(0.5)
+    text = g.format_table("m", 0.2, g.table_rows(outcomes, ["t"]), [("holdout", "not yet")])
+    assert "67%" in text and "60%" in text and "holdout     pending: not yet" in text
+
+
+def test_score_scene_area_error_on_a_hand_made_probability_raster(tmp_path):
+    """A prediction 1.5 times the label's area, exactly over it: found, area error +0.5, no false area."""
+    import json
+
+    from affine import Affine
+    from rasterio.crs import CRS
+    from shapely.geometry import box
+
+    from datasets.composite import PlotSpec, write_composite
+    from detect.evaluate import Scene
+
+    g = _bench()
+    gsd, size = 0.03, 240
+    crs = CRS.from_epsg(32650)
+    transform = Affine(gsd, 0, 500_000.0, 0, -gsd, 3_300_000.0)
+    image = np.full((size, size, 3), 110, np.uint8)
+    valid = np.ones((size, size), bool)
+
+    label_px = box(60, 60, 120, 120)  # 60 x 60 px = 3.24 m2
+    plot = PlotSpec(label_px, "capsule", "patch", "edge", 1)
+    write_composite(tmp_path, "s", image, valid, crs, transform, gsd, [plot], {})
+    prob = np.zeros((size, size), np.uint8)
+    prob[60:120, 60:150] = 255  # 60 x 90 px: 1.5 times the label
+    with rasterio.open(tmp_path / "s.prob.tif", "w", driver="GTiff", height=size, width=size, count=1, dtype="uint8",
+                       crs=crs, transform=transform) as dst:  # fmt: skip
+        dst.write(prob, 1)
+    out = g.score_scene("t", Scene.from_raster(tmp_path / "s.tif"), tmp_path / "s.prob.tif", 0.5)
+    (lab,) = out.labels
+    assert lab.found and lab.context == "edge" and lab.stage == "capsule"
+    assert lab.area_error == pytest.approx(0.5, abs=0.04)
+    at = out.at_threshold
+    assert (at.labels, at.found, at.preds, at.true_preds) == (1, 1, 1, 1)
+    assert at.fp_area_m2 == pytest.approx(60 * 30 * gsd * gsd, rel=0.1)  # the 30 px beyond the label
+    assert json.loads((tmp_path / "s.json").read_text())["stage"] == "capsule"
