@@ -4,7 +4,7 @@
     .venv/bin/python bench/generalisation.py default --quick          # about 3 minutes on 2 cores
 
 Every model is scored along the path ``infer.py`` takes (:func:`detect.predict.predict_raster`, then
-:func:`detect.vectorize.vectorize`) and matched with :func:`detect.evaluate.evaluate_prob_raster`, the rules
+:func:`detect.vectorize.vectorize`) and matched with :func:`training.evaluate.evaluate_prob_raster`, the rules
 training validates with (a plot is found when true predictions cover 10 % of it; a prediction is true when 10 %
 of it lies on labels, without being a blob over the field). The tests (:data:`TESTS`; add one by appending):
 
@@ -51,13 +51,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.errors import PoppyError
 from datasets import composite, synthetic
+from datasets.labelled import LabelledScene as Scene
 from datasets.labels import read_labels
 from datasets.public.real_negatives import RealNegatives
 from datasets.scene.season import STAGES
-from detect.errors import PoppyError
-from detect.evaluate import PlotCounts, Scene, evaluate_prob_raster, gsd_bin
 from detect.vectorize import VectorParams, vectorize
+from training.evaluate import evaluate_prob_raster
+from training.report import PlotCounts, gsd_bin
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_NEGATIVES = REPO.parent / "shared/data/real/negatives"

@@ -55,6 +55,7 @@ from shapely import affinity
 from shapely.geometry import Polygon, box, mapping
 from shapely.geometry.polygon import orient
 
+from core.errors import InputError
 from datasets.public.real_negatives import SPLIT, RealNegatives
 from datasets.scene.context import Box
 from datasets.scene.items import LAYERS, LC, Item
@@ -63,7 +64,6 @@ from datasets.scene.materials.poppy import sample_poppy
 from datasets.scene.render import Scene, render_window
 from datasets.scene.season import STAGES, sample_season
 from datasets.synthetic import pick_crs, scene_transform
-from detect.errors import InputError
 
 __all__ = [
     "COMPOSITE_VERSION",

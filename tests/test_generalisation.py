@@ -9,9 +9,9 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
+from core.errors import InputError
 from datasets.public import PublicChipDataset, open_public
 from datasets.public.real_negatives import SPLIT, RealNegatives, frame_gsd_m
-from detect.errors import InputError
 
 SHARED_NEGATIVES = Path(__file__).resolve().parents[2] / "shared/data/real/negatives"
 
@@ -153,7 +153,7 @@ def _bench():
 
 def _hand_made():
     g = _bench()
-    from detect.evaluate import PlotCounts
+    from training.report import PlotCounts
 
     a = g.SceneOutcome(
         "t", "a", "flowering", 0.03, (0.2, 0.5),
@@ -206,7 +206,7 @@ def test_score_scene_area_error_on_a_hand_made_probability_raster(tmp_path):
     from shapely.geometry import box
 
     from datasets.composite import PlotSpec, write_composite
-    from detect.evaluate import Scene
+    from datasets.labelled import LabelledScene as Scene
 
     g = _bench()
     gsd, size = 0.03, 240

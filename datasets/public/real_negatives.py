@@ -45,8 +45,8 @@ from pathlib import Path
 
 from rasterio.windows import Window
 
+from core.errors import InputError
 from datasets.public.base import PublicDataset, PublicTile, TileRead, open_tile_file, read_image
-from detect.errors import InputError
 from detect.raster import inspect_raster
 
 __all__ = ["SPLIT", "STATED_GSD_M", "RealNegatives", "frame_gsd_m", "xmp_relative_altitude"]
