@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from detect.errors import PoppyError
@@ -77,50 +78,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "would see blurred, upsampled pixels)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars; only the one-line result per input")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (for bug reports)")
     return parser.parse_args(argv)
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run detection for every input; returns the exit code (0 ok, 2 for a problem the user can fix)."""
-    # Heavy imports here, so `--help` and argument errors answer at once.
-    from detect.export import parse_formats
-    from detect.pipeline import RunOptions, find_inputs, prepare, run_one
-    from detect.predict import resolve_device
-    from models.checkpoint import default_weights_path, load_checkpoint
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (GDAL and torch messages span several)."""
+    return " ".join(str(exc).split())
 
+
+def main(args: argparse.Namespace) -> int:
+    """Run detection for every input and report errors as one line each.
+
+    Returns:
+        The exit code: 0 done, 2 for a problem the user can fix (bad input, flag, output folder or disk), 1 for
+        an internal error (a bug: rerun with ``--debug`` for the traceback), 130 when interrupted.
+    """
     try:
-        device = resolve_device(args.device)
-        options = RunOptions(
-            out_dir=args.out,
-            threshold=args.threshold,
-            min_area_m2=args.min_area_m2,
-            device=str(device),
-            batch_size=args.batch_size,
-            tile=args.tile,
-            overlap=args.overlap,
-            tta=args.tta,
-            formats=parse_formats(args.formats),
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            allow_gsd_mismatch=args.allow_gsd_mismatch,
-        )
-        inputs = find_inputs(args.inputs)
-        model, spec = load_checkpoint(args.weights, map_location=device)
-        plans = prepare(inputs, options, spec, warn=lambda m: print("warning: " + m, file=sys.stderr))
-        weights = args.weights if args.weights is not None else default_weights_path()
-        if not args.quiet:
-            print(
-                f"model {spec.name} ({spec.arch}, {spec.gsd_m * 100:g} cm/px, sha256 {spec.sha256[:12]}) on {device}; "
-                f"{len(inputs)} input(s)",
-                file=sys.stderr,
-            )
-        for path in inputs:
-            if not args.quiet and len(inputs) > 1:
-                print(f"[{inputs.index(path) + 1}/{len(inputs)}] {path}", file=sys.stderr)
-            result = run_one(path, model, spec, options, weights_path=weights, paths=plans[path])
-            print(result.line())
+        return _run(args)
     except PoppyError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
+        if args.debug:
+            traceback.print_exc()
+        print("error: " + _one_line(exc), file=sys.stderr)  # always one line
+        return 2
+    except OSError as exc:
+        # The disk or the network share failed under us (full, gone, read-only): the user's to fix, not a bug.
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{exc.strerror or _one_line(exc)}; check the disk and rerun", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
@@ -128,6 +114,55 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"error: internal error ({type(exc).__name__}: {_one_line(exc)[:300]}); "
+            "rerun with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    """:func:`main` without the error handling."""
+    # Heavy imports here, so `--help` and argument errors answer at once.
+    from detect.export import parse_formats
+    from detect.pipeline import RunOptions, find_inputs, prepare, run_one
+    from detect.predict import resolve_device
+    from models.checkpoint import default_weights_path, load_checkpoint
+
+    device = resolve_device(args.device)
+    options = RunOptions(
+        out_dir=args.out,
+        threshold=args.threshold,
+        min_area_m2=args.min_area_m2,
+        device=str(device),
+        batch_size=args.batch_size,
+        tile=args.tile,
+        overlap=args.overlap,
+        tta=args.tta,
+        formats=parse_formats(args.formats),
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        allow_gsd_mismatch=args.allow_gsd_mismatch,
+    )
+    inputs = find_inputs(args.inputs)
+    model, spec = load_checkpoint(args.weights, map_location=device)
+    plans = prepare(inputs, options, spec, warn=lambda m: print("warning: " + m, file=sys.stderr))
+    weights = args.weights if args.weights is not None else default_weights_path()
+    if not args.quiet:
+        print(
+            f"model {spec.name} ({spec.arch}, {spec.gsd_m * 100:g} cm/px, sha256 {spec.sha256[:12]}) on {device}; "
+            f"{len(inputs)} input(s)",
+            file=sys.stderr,
+        )
+    for path in inputs:
+        if not args.quiet and len(inputs) > 1:
+            print(f"[{inputs.index(path) + 1}/{len(inputs)}] {path}", file=sys.stderr)
+        result = run_one(path, model, spec, options, weights_path=weights, paths=plans[path])
+        print(result.line())
     return 0
 
 

@@ -36,6 +36,7 @@ from detect.export import (
     write_preview,
     write_summary,
 )
+from detect.inputs import check_free_space, check_out_dir, prob_raster_bytes
 from detect.predict import check_gsd, gsd_ratio, model_grid, predict_raster
 from detect.raster import RasterInfo, inspect_raster, open_raster
 from detect.vectorize import VectorParams, vectorize
@@ -166,12 +167,16 @@ def prepare(
     Raises:
         InputError: Naming the file at fault and the fix.
     """
+    check_out_dir(options.out_dir)
     plans: dict[Path, dict[str, Path]] = {}
     stems: dict[str, Path] = {}
+    prob_bytes: list[int] = []
     for path in inputs:
         with open_raster(path) as ds:
             info = inspect_raster(ds)
         if spec is not None:
+            grid = model_grid(info, spec.gsd_m)
+            prob_bytes.append(prob_raster_bytes(grid.height, grid.width))
             message = check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
             if message is not None and warn is not None:
                 warn(message)
@@ -185,6 +190,10 @@ def prepare(
         paths = output_paths(options.out_dir, stem, options.formats)
         check_outputs(paths.values(), options.overwrite)
         plans[path] = paths
+    if prob_bytes:
+        # Kept probability rasters add up; a temporary one (no 'prob' in --formats) is deleted after each input.
+        need = sum(prob_bytes) if "prob" in options.formats else max(prob_bytes)
+        check_free_space(options.out_dir, need, what="the probability rasters")
     return plans
 
 
