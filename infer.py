@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="all",
         help="comma-separated outputs among geojson,gpkg,kml,csv,prob,preview (default all; summary always)",
     )
+    parser.add_argument(
+        "--bands",
+        default=None,
+        help="band numbers of red, green and blue, e.g. 3,2,1 (default: from the colour interpretation, else 1,2,3; "
+        "needed for rasters of five or more bands)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
         "--allow-gsd-mismatch",
@@ -131,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     from detect.export import parse_formats
     from detect.pipeline import RunOptions, find_inputs, prepare, run_one
     from detect.predict import resolve_device
+    from detect.raster import parse_bands
     from models.checkpoint import default_weights_path, load_checkpoint
 
     device = resolve_device(args.device)
@@ -147,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         allow_gsd_mismatch=args.allow_gsd_mismatch,
+        bands=parse_bands(args.bands),
     )
     inputs = find_inputs(args.inputs)
     model, spec = load_checkpoint(args.weights, map_location=device)

@@ -37,8 +37,8 @@ from detect.export import (
     write_summary,
 )
 from detect.inputs import check_free_space, check_out_dir, prob_raster_bytes
-from detect.predict import check_gsd, gsd_ratio, model_grid, predict_raster
-from detect.raster import RasterInfo, inspect_raster, open_raster
+from detect.predict import check_gsd, check_model_spec, check_tiling, gsd_ratio, model_grid, predict_raster
+from detect.raster import RasterInfo, check_has_pixels, check_readable, inspect_raster, open_raster
 from detect.vectorize import VectorParams, vectorize
 from models.checkpoint import ModelSpec, file_sha256
 
@@ -72,6 +72,7 @@ class RunOptions:
         progress: Show progress bars.
         allow_gsd_mismatch: Run on rasters much coarser than the model (see
             :func:`detect.predict.check_gsd`) instead of refusing them.
+        bands: 1-based band numbers of red, green and blue (``--bands``); ``None`` picks them.
     """
 
     out_dir: Path
@@ -86,6 +87,7 @@ class RunOptions:
     overwrite: bool = False
     progress: bool = True
     allow_gsd_mismatch: bool = False
+    bands: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -168,12 +170,21 @@ def prepare(
         InputError: Naming the file at fault and the fix.
     """
     check_out_dir(options.out_dir)
+    if spec is not None:  # flags first: they fail the same way for every input
+        check_model_spec(spec)
+        check_tiling(spec, options.tile, options.overlap, options.batch_size)
+        threshold = spec.threshold if options.threshold is None else options.threshold
+        VectorParams(threshold=threshold, min_area_m2=options.min_area_m2).check()
     plans: dict[Path, dict[str, Path]] = {}
     stems: dict[str, Path] = {}
     prob_bytes: list[int] = []
     for path in inputs:
         with open_raster(path) as ds:
-            info = inspect_raster(ds)
+            info = inspect_raster(ds, options.bands)
+            check_readable(ds, info)
+            check_has_pixels(ds, info)
+        if info.dtype != "uint8" and warn is not None:
+            warn(f"{path}: {info.value_scaling}")  # the user should know how their colours were read
         if spec is not None:
             grid = model_grid(info, spec.gsd_m)
             prob_bytes.append(prob_raster_bytes(grid.height, grid.width))
@@ -268,7 +279,7 @@ def run_one(
         prob_path = Path(name)
     try:
         with open_raster(path) as ds, contextlib.ExitStack() as stack:
-            info = inspect_raster(ds)
+            info = inspect_raster(ds, options.bands)
             # Again here, for callers that pass ``paths`` from a prepare() without the spec.
             check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
             cache_bytes = gdal_cache_bytes(ds, info, spec, options.tile)
@@ -286,6 +297,7 @@ def run_one(
                 tta=options.tta,
                 progress=options.progress,
                 overwrite=options.overwrite or not keep_prob,
+                bands=options.bands,
             )
             timings["predict"] = pred.timings["total"]
 
@@ -344,6 +356,9 @@ def run_one(
             "height": info.height,
             "gsd_m": list(info.gsd_m),
             "gsd_ratio_to_model": round(gsd_ratio(info, spec.gsd_m), 3),
+            "bands_rgb": list(info.rgb_bands),
+            "value_range": list(info.value_range),
+            "value_scaling": info.value_scaling,
             "model_grid": {"width": pred.grid.width, "height": pred.grid.height, "gsd_m": list(pred.grid.gsd_m)},
         },
         "tiles": {"total": pred.tiles_total, "run": pred.tiles_run, "skipped": pred.tiles_skipped},

@@ -14,13 +14,13 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     return Kit(weights=tiny_checkpoint(tmp_path_factory.mktemp("kit") / "tiny.pt"))
 
 
-def run_case(case: Case, tmp: Path, kit: Kit) -> int:
+def run_case(case: Case, argv: list[str]) -> int:
     """Run the case's command in-process, as the command line would."""
-    argv = case.build(tmp, kit)
     if case.tool == "infer":
         from infer import main, parse_args
 
-        return main(parse_args([*argv, "--quiet", "--device", "cpu"]))
+        device = [] if "--device" in argv else ["--device", "cpu"]
+        return main(parse_args([*argv, "--quiet", *device]))
     from train import main as train_main
     from train import parse_args as train_args
 
@@ -34,7 +34,7 @@ def _listing(folder: Path) -> set[str]:
 def test_catalogue_is_large_and_unique() -> None:
     names = [c.name for c in CASES]
     assert len(names) == len(set(names))
-    assert len(CASES) >= 5
+    assert len(CASES) >= 30
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -42,8 +42,9 @@ def test_bad_input(case: Case, tmp_path: Path, kit: Kit, capsys: pytest.CaptureF
     if case.setup is not None:
         case.setup(monkeypatch)
     out = tmp_path / "out"
+    argv = case.build(tmp_path, kit)
     before = _listing(out)
-    code = run_case(case, tmp_path, kit)
+    code = run_case(case, argv)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert code == case.code, err
@@ -57,3 +58,5 @@ def test_bad_input(case: Case, tmp_path: Path, kit: Kit, capsys: pytest.CaptureF
     else:
         for word in case.words:
             assert word.replace("{tmp}", str(tmp_path)) in err, err
+    if case.check is not None:
+        case.check(tmp_path)

@@ -171,7 +171,7 @@ def test_bad_inputs_exit_2_with_one_line(
     png = tmp_path / "photo.png"
     cv2.imwrite(str(png), np.full((20, 20, 3), 128, dtype=np.uint8))
     cases = [
-        ([str(png)], "photo.png", "coordinate reference system"),
+        ([str(png)], "photo.png", "is a photo"),
         ([str(tmp_path / "missing.tif")], "missing.tif", "no such file"),
         ([str(png), "--threshold", "1.5"], "--threshold 1.5", "between 0 and 1"),
         ([str(png), "--formats", "shp"], "--formats shp", "unknown format"),
