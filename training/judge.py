@@ -15,7 +15,8 @@ jitter otherwise), read at the judge's GSD times a random factor (flights at oth
 the training preset of :mod:`datasets.transforms`.
 
 Validation judges the validation candidates exactly as inference does (:func:`detect.judge.score_plots`), fits
-Platt scaling on their logits, and from the calibrated scores builds the plot-level precision-recall curve
+Platt scaling on their logits (scores of one half of the scenes from a fit on the other half, so the curve and the
+reliability diagram are out of sample), and from the calibrated scores builds the plot-level precision-recall curve
 (labelled plots the first stage never proposed count as missed at every threshold), the three operating points
 of ``infer.py --sensitivity`` and a reliability table.
 """
@@ -184,17 +185,62 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100) -> 
             "validate on more scenes"
         )
     t = np.where(y, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
+
+    def loss(a: float, b: float) -> float:
+        # Cross-entropy against the smoothed targets, written with logaddexp so it cannot overflow.
+        z = a * x + b
+        return float(np.sum(t * np.logaddexp(0.0, -z) + (1.0 - t) * np.logaddexp(0.0, z)))
+
+    # Newton's method with a backtracking line search (Lin, Lin and Weng 2007): plain Newton steps diverge
+    # from (1, 0) when the logits are spread widely.
     a, b = 1.0, 0.0
+    current = loss(a, b)
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-np.clip(a * x + b, -50, 50)))
         g = np.array([np.sum((p - t) * x), np.sum(p - t)])
         w = p * (1.0 - p) + 1e-12
         h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.max(np.abs(step)) < 1e-10:
+        scale = 1.0
+        while scale > 1e-10:
+            new = loss(a - scale * step[0], b - scale * step[1])
+            if new <= current + 1e-4 * scale * float(g @ -step):
+                break
+            scale /= 2.0
+        a, b, current = a - scale * step[0], b - scale * step[1], new
+        if np.max(np.abs(scale * step)) < 1e-10:
             break
     return float(a), float(b)
+
+
+def cross_fitted_scores(logits: np.ndarray, is_true: np.ndarray, scene: np.ndarray) -> tuple[np.ndarray, str]:
+    """Calibrated scores that were not fitted on the candidates they score: two folds split by scene.
+
+    Platt scaling fitted on one half of the validation scenes scores the candidates of the other half, and the
+    other way round, so the precision-recall curve, the operating points and the reliability diagram are
+    measured out of sample. (The calibration stored in the checkpoint is fitted on all candidates.) Where a fold
+    has too few true or false candidates to fit, it falls back to the in-sample fit on all candidates.
+
+    Args:
+        logits: The judge's logit per candidate.
+        is_true: Whether each candidate is a true plot.
+        scene: Index of each candidate's scene (folds are scenes of even and odd index).
+
+    Returns:
+        ``(scores, how)`` where ``how`` is ``"2-fold by scene"`` or ``"in-sample"``.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    is_true = np.asarray(is_true, dtype=bool)
+    fold = np.asarray(scene) % 2
+    scores = np.empty_like(logits)
+    try:
+        for k in (0, 1):
+            fit_on, apply_to = fold != k, fold == k
+            if apply_to.any():
+                scores[apply_to] = calibrate(logits[apply_to], fit_platt(logits[fit_on], is_true[fit_on]))
+    except InputError:
+        return calibrate(logits, fit_platt(logits, is_true)), "in-sample"
+    return scores, "2-fold by scene"
 
 
 def pr_curve(
@@ -376,7 +422,8 @@ class JudgeReport:
         proposed: Labelled plots the first stage found at all (the judge's recall ceiling).
         auc: Area under the ROC curve of the judge's logits over the candidates.
         calibration: Platt ``(a, b)``.
-        ece: Expected calibration error of the calibrated scores (on the same candidates).
+        ece: Expected calibration error of the calibrated scores (out of sample where the folds allow, see
+            :func:`cross_fitted_scores`).
         curve: The precision-recall curve rows ``[threshold, precision, recall, kept]``.
         points: The operating points.
         reliability: The reliability table.
@@ -566,7 +613,7 @@ def validate_judge(
             )
     is_true = np.array([c.positive for c in proposals], dtype=bool)
     a, b = fit_platt(logits, is_true)
-    scores = calibrate(logits, (a, b))
+    scores, scored_by = cross_fitted_scores(logits, is_true, np.array([c.source for c in proposals]))
     # Label indexes made unique across scenes, so a plot is counted once however many proposals find it.
     offsets = np.concatenate([[0], np.cumsum(n_labels)])
     found_by = [tuple(int(offsets[c.source]) + i for i in c.found) for c in proposals]
@@ -588,6 +635,7 @@ def validate_judge(
         reliability=table,
     )
     metrics = {
+        "calibration_check": scored_by,
         "candidates": report.candidates,
         "true_candidates": report.true_candidates,
         "labels": total_labels,
