@@ -78,6 +78,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="on a bad input, say why and go on with the others; the failures are listed at the end "
+        "(exit code non-zero if any failed)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs an earlier run into the same --out finished with the same model and settings; "
+        "redo the rest (after a crash, a kill or Ctrl-C)",
+    )
+    parser.add_argument(
         "--allow-gsd-mismatch",
         action="store_true",
         help="run on orthomosaics more than 3x coarser than the model's GSD (refused by default: the model "
@@ -116,7 +128,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            "error: interrupted; outputs written so far are complete, the one in progress was discarded",
+            "error: interrupted; inputs finished so far are complete in --out, the one in progress was "
+            "discarded; to continue, run the same command with --resume",
             file=sys.stderr,
         )
         return 130
@@ -134,8 +147,9 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """:func:`main` without the error handling."""
     # Heavy imports here, so `--help` and argument errors answer at once.
-    from detect.export import parse_formats
-    from detect.pipeline import RunOptions, find_inputs, prepare, run_one
+    from detect.export import output_paths, parse_formats
+    from detect.inputs import check_out_dir, finished_before, output_stems
+    from detect.pipeline import RunOptions, find_inputs, prepare, resume_parameters, run_one
     from detect.predict import resolve_device
     from detect.raster import parse_bands
     from models.checkpoint import default_weights_path, load_checkpoint
@@ -155,22 +169,56 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         allow_gsd_mismatch=args.allow_gsd_mismatch,
         bands=parse_bands(args.bands),
+        resume=args.resume,
     )
+    check_out_dir(args.out)
     inputs = find_inputs(args.inputs)
+    stems = output_stems(inputs)
     model, spec = load_checkpoint(args.weights, map_location=device)
-    plans = prepare(inputs, options, spec, warn=lambda m: print("warning: " + m, file=sys.stderr))
     weights = args.weights if args.weights is not None else default_weights_path()
+
+    todo = []
+    for path in inputs:
+        paths = output_paths(args.out, stems[path], options.formats)
+        if args.resume and finished_before(path, paths, spec.sha256, resume_parameters(options, spec)):
+            print(f"{path.name}: finished by an earlier run, skipped (--resume) -> {args.out}")
+        else:
+            todo.append(path)
+
+    def warn(message: str) -> None:
+        print("warning: " + message, file=sys.stderr)
+
+    # Without --keep-going every input is checked before the first is run: a batch that would fail, fails now.
+    plans = {} if args.keep_going else prepare(todo, options, spec, warn=warn, stems=stems)
     if not args.quiet:
         print(
             f"model {spec.name} ({spec.arch}, {spec.gsd_m * 100:g} cm/px, sha256 {spec.sha256[:12]}) on {device}; "
-            f"{len(inputs)} input(s)",
+            f"{len(todo)} input(s) to run",
             file=sys.stderr,
         )
-    for path in inputs:
-        if not args.quiet and len(inputs) > 1:
-            print(f"[{inputs.index(path) + 1}/{len(inputs)}] {path}", file=sys.stderr)
-        result = run_one(path, model, spec, options, weights_path=weights, paths=plans[path])
+    failed: list[tuple[Path, str, int]] = []
+    for i, path in enumerate(todo, 1):
+        if not args.quiet and len(todo) > 1:
+            print(f"[{i}/{len(todo)}] {path}", file=sys.stderr)
+        try:
+            paths = plans.get(path) or prepare([path], options, spec, warn=warn, stems=stems)[path]
+            result = run_one(path, model, spec, options, weights_path=weights, paths=paths)
+        except Exception as exc:
+            if not args.keep_going:
+                raise
+            if args.debug:
+                traceback.print_exc()
+            code = 2 if isinstance(exc, PoppyError | OSError) else 1
+            message = _one_line(exc) if code == 2 else f"internal error ({type(exc).__name__}: {_one_line(exc)})"
+            failed.append((path, message, code))
+            print(f"error: {message}", file=sys.stderr)
+            continue
         print(result.line())
+    if failed:
+        print(f"error: {len(failed)} of {len(todo)} input(s) failed (--keep-going):", file=sys.stderr)
+        for path, message, _ in failed:
+            print(f"  {path}: {message}", file=sys.stderr)
+        return max(code for _, _, code in failed) if all(c == 2 for *_, c in failed) else 1
     return 0
 
 

@@ -9,11 +9,13 @@ as :class:`detect.errors.InputError` naming the path and the fix, instead of a `
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from detect.errors import InputError
 
@@ -21,6 +23,8 @@ __all__ = [
     "DISK_MARGIN_BYTES",
     "check_free_space",
     "check_out_dir",
+    "finished_before",
+    "output_stems",
     "prob_raster_bytes",
 ]
 
@@ -108,3 +112,73 @@ def check_free_space(out: str | Path, need_bytes: Iterable[int] | int, *, what: 
             f"--out {out}: {what} need about {need / 2**20:,.0f} MB but the disk has {free / 2**20:,.0f} MB free; "
             "free some space or choose a --out on a larger disk"
         )
+
+
+def output_stems(inputs: Sequence[Path]) -> dict[Path, str]:
+    """Output name (stem) per input, unique within one ``--out`` folder.
+
+    An input keeps its own stem (``site3.tif`` -> ``site3``) unless another input has the same one; then its
+    parent folders are put in front, as many as it takes to tell them apart: OpenDroneMap names every
+    result ``odm_orthophoto.tif``, so ``flights/north/odm_orthophoto/odm_orthophoto.tif`` and
+    ``flights/south/odm_orthophoto/odm_orthophoto.tif`` become ``north_odm_orthophoto_odm_orthophoto`` and
+    ``south_odm_orthophoto_odm_orthophoto``. Inputs whose names differ only in letter case are told apart
+    too (case-insensitive disks would mix their outputs).
+
+    Args:
+        inputs: The input rasters, each once.
+
+    Returns:
+        Stem per input, in the order given.
+    """
+    paths = [Path(p) for p in inputs]
+    parents = {p: [q.name for q in p.absolute().parents if q.name] for p in paths}
+    depth = dict.fromkeys(paths, 0)
+
+    def stem(p: Path) -> str:
+        return "_".join([*reversed(parents[p][: depth[p]]), p.stem])
+
+    while True:
+        groups: dict[str, list[Path]] = {}
+        for p in paths:
+            groups.setdefault(stem(p).lower(), []).append(p)
+        clashes = [g for g in groups.values() if len(g) > 1]
+        grown = False
+        for group in clashes:
+            for p in group:
+                if depth[p] < len(parents[p]):
+                    depth[p] += 1
+                    grown = True
+        if not clashes or not grown:
+            # Only identical paths can clash when no folder is left to add; find_inputs drops repeats.
+            return {p: stem(p) for p in paths}
+
+
+def finished_before(
+    path: Path, outputs: Mapping[str, Path], model_sha256: str, parameters: Mapping[str, Any]
+) -> bool:
+    """Whether an earlier run finished this input with the same model and parameters (for ``--resume``).
+
+    The summary is written last, so its presence with every output it lists means the input was finished;
+    an input interrupted before that is run again.
+
+    Args:
+        path: The input raster.
+        outputs: Its output paths (``summary`` included).
+        model_sha256: SHA-256 of the weights of this run.
+        parameters: This run's settings, compared with the summary's ``parameters`` key by key.
+    """
+    summary = outputs["summary"]
+    if not summary.is_file():
+        return False
+    try:
+        record = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("input") != str(Path(path).resolve()):
+        return False
+    if record.get("model", {}).get("sha256") != model_sha256:
+        return False
+    done = record.get("parameters", {})
+    if any(done.get(k) != v for k, v in parameters.items()):
+        return False
+    return all(p.is_file() for p in outputs.values())

@@ -9,8 +9,9 @@ stops halfway through because of a problem that was visible at the start.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-import tempfile
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,13 +37,22 @@ from detect.export import (
     write_preview,
     write_summary,
 )
-from detect.inputs import check_free_space, check_out_dir, prob_raster_bytes
+from detect.inputs import check_free_space, check_out_dir, output_stems, prob_raster_bytes
 from detect.predict import check_gsd, check_model_spec, check_tiling, gsd_ratio, model_grid, predict_raster
 from detect.raster import RasterInfo, check_has_pixels, check_readable, inspect_raster, open_raster
 from detect.vectorize import VectorParams, vectorize
 from models.checkpoint import ModelSpec, file_sha256
 
-__all__ = ["RASTER_SUFFIXES", "RunOptions", "RunResult", "find_inputs", "gdal_cache_bytes", "prepare", "run_one"]
+__all__ = [
+    "RASTER_SUFFIXES",
+    "RunOptions",
+    "RunResult",
+    "find_inputs",
+    "gdal_cache_bytes",
+    "prepare",
+    "resume_parameters",
+    "run_one",
+]
 
 # Raster files picked up from a folder; anything else GDAL reads can still be named directly.
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
@@ -73,6 +83,8 @@ class RunOptions:
         allow_gsd_mismatch: Run on rasters much coarser than the model (see
             :func:`detect.predict.check_gsd`) instead of refusing them.
         bands: 1-based band numbers of red, green and blue (``--bands``); ``None`` picks them.
+        resume: Inputs an earlier run finished with the same model and parameters are skipped (see
+            :func:`resume_parameters`), and outputs of unfinished ones are replaced.
     """
 
     out_dir: Path
@@ -88,6 +100,7 @@ class RunOptions:
     progress: bool = True
     allow_gsd_mismatch: bool = False
     bands: tuple[int, int, int] | None = None
+    resume: bool = False
 
 
 @dataclass
@@ -110,9 +123,12 @@ class RunResult:
 
     def line(self) -> str:
         """The one-line report for the console."""
+        summary = self.outputs["summary"]
+        stem = summary.name.removesuffix(".summary.json")
+        named = f" as {stem}.*" if stem != self.input.stem else ""  # renamed to avoid a clash (output_stems)
         return (
             f"{self.input.name}: {self.plot_count} plot(s), {self.flagged_area_m2:.1f} m2 flagged "
-            f"-> {self.outputs['summary'].parent}"
+            f"-> {summary.parent}{named}"
         )
 
 
@@ -140,7 +156,26 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             found.append(p)
         else:
             raise InputError(f"{p}: no such file or folder; check the path")
-    return found
+    # The same file named twice (a shell glob and its folder) is run once.
+    seen: set[Path] = set()
+    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+def resume_parameters(options: RunOptions, spec: ModelSpec) -> dict[str, Any]:
+    """The settings that must match for ``--resume`` to take an earlier input's outputs as this run's.
+
+    Batch size and device change only speed, so they may differ; everything that changes the plots may not.
+    """
+    tile = spec.tile_size if options.tile is None else options.tile
+    return {
+        "threshold": spec.threshold if options.threshold is None else options.threshold,
+        "min_area_m2": options.min_area_m2,
+        "tile": tile,
+        "overlap": tile // 8 if options.overlap is None else options.overlap,
+        "tta": options.tta,
+        "formats": list(options.formats),
+        "bands": list(options.bands) if options.bands is not None else None,
+    }
 
 
 def prepare(
@@ -149,19 +184,23 @@ def prepare(
     spec: ModelSpec | None = None,
     *,
     warn: Callable[[str], None] | None = None,
+    stems: dict[Path, str] | None = None,
 ) -> dict[Path, dict[str, Path]]:
     """Check every input and output before any inference.
 
-    Opens and inspects each raster (georeferencing, bands, pixel type), refuses rasters far coarser than the
-    model (when ``spec`` is given; see :func:`detect.predict.check_gsd`), two inputs with the same name
-    (their outputs would collide) and existing outputs without ``overwrite``.
+    Checks the output folder (usable, room on its disk), then opens and inspects each raster
+    (georeferencing, bands, pixel type, readable to its end, a footprint), refuses rasters far coarser or
+    finer than the model (when ``spec`` is given; see :func:`detect.predict.check_gsd`) and existing
+    outputs without ``overwrite`` (or ``resume``).
 
     Args:
         inputs: The rasters, from :func:`find_inputs`.
         options: Run settings.
         spec: The model's spec, for the GSD check; ``None`` skips it.
         warn: Called with a one-line message for each raster accepted despite a GSD mismatch
-            (``options.allow_gsd_mismatch``).
+            (``options.allow_gsd_mismatch``) and for each raster not stored as 8-bit (how it is scaled).
+        stems: Output name per input (see :func:`detect.inputs.output_stems`); computed from ``inputs`` when
+            ``None``. Pass the whole batch's when preparing inputs one at a time.
 
     Returns:
         Output paths per input.
@@ -176,7 +215,7 @@ def prepare(
         threshold = spec.threshold if options.threshold is None else options.threshold
         VectorParams(threshold=threshold, min_area_m2=options.min_area_m2).check()
     plans: dict[Path, dict[str, Path]] = {}
-    stems: dict[str, Path] = {}
+    stems = output_stems(inputs) if stems is None else stems
     prob_bytes: list[int] = []
     for path in inputs:
         with open_raster(path) as ds:
@@ -191,15 +230,9 @@ def prepare(
             message = check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
             if message is not None and warn is not None:
                 warn(message)
-        stem = path.stem
-        if stem in stems:
-            raise InputError(
-                f"{path} and {stems[stem]} would write the same outputs ({stem}.*); rename one or run them "
-                "with different --out folders"
-            )
-        stems[stem] = path
-        paths = output_paths(options.out_dir, stem, options.formats)
-        check_outputs(paths.values(), options.overwrite)
+        paths = output_paths(options.out_dir, stems[path], options.formats)
+        # --resume replaces what an unfinished run left (no summary yet), never another run's finished results.
+        check_outputs(paths.values(), options.overwrite or (options.resume and not paths["summary"].exists()))
         plans[path] = paths
     if prob_bytes:
         # Kept probability rasters add up; a temporary one (no 'prob' in --formats) is deleted after each input.
@@ -258,70 +291,95 @@ def run_one(
     Returns:
         A :class:`RunResult`.
     """
-    t_start = time.perf_counter()
     path = Path(path)
     if paths is None:
         paths = prepare([path], options, spec)[path]
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a hidden folder inside --out and renamed into place at the very end, so a
+    # failed or killed run adds nothing to --out but this folder, which the next run on the input removes.
+    stage = out_dir / f".{paths['summary'].name.removesuffix('.summary.json')}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        staged = {k: stage / p.name for k, p in paths.items()}
+        result = _run_staged(path, model, spec, options, weights_path, staged)
+        _publish(staged, paths, overwrite=options.overwrite or options.resume)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    result.outputs = paths
+    return result
+
+
+def _publish(staged: dict[str, Path], final: dict[str, Path], *, overwrite: bool) -> None:
+    """Rename finished outputs into place, the summary last (its presence means the input is done)."""
+    check_outputs(final.values(), overwrite)  # again: another process may have written them meanwhile
+    for key in sorted(staged, key=lambda k: k == "summary"):
+        if staged[key].exists():
+            os.replace(staged[key], final[key])
+
+
+def _run_staged(
+    path: Path,
+    model: nn.Module,
+    spec: ModelSpec,
+    options: RunOptions,
+    weights_path: str | Path | None,
+    paths: dict[str, Path],
+) -> RunResult:
+    """:func:`run_one`'s work, writing every output to ``paths`` (in the staging folder)."""
+    t_start = time.perf_counter()
     threshold = spec.threshold if options.threshold is None else options.threshold
     params = VectorParams(threshold=threshold, min_area_m2=options.min_area_m2)
     params.check()  # before the long part
     timings: dict[str, float] = {}
+    options = dataclasses.replace(options, overwrite=True)  # the staging folder is ours alone
 
     keep_prob = "prob" in options.formats
-    if keep_prob:
-        prob_path = paths["prob"]
-    else:
-        # Next to the outputs (same disk, which has room for them), deleted once the plots are out.
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".prob.tif", dir=out_dir)
-        os.close(fd)
-        prob_path = Path(name)
-    try:
-        with open_raster(path) as ds, contextlib.ExitStack() as stack:
-            info = inspect_raster(ds, options.bands)
-            # Again here, for callers that pass ``paths`` from a prepare() without the spec.
-            check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
-            cache_bytes = gdal_cache_bytes(ds, info, spec, options.tile)
-            if cache_bytes is not None:
-                stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))  # bytes: rasterio sets it directly
-            pred = predict_raster(
-                ds,
-                model,
-                spec,
-                prob_path=prob_path,
-                tile=options.tile,
-                overlap=options.overlap,
-                batch_size=options.batch_size,
-                device=options.device,
-                tta=options.tta,
-                progress=options.progress,
-                overwrite=options.overwrite or not keep_prob,
-                bands=options.bands,
-            )
-            timings["predict"] = pred.timings["total"]
+    # Without 'prob' in --formats the raster is still needed for vectorising: it stays in the staging
+    # folder (same disk as the outputs, checked for room) and goes with it.
+    prob_path = paths["prob"] if keep_prob else paths["summary"].with_name("probability.tif")
+    with open_raster(path) as ds, contextlib.ExitStack() as stack:
+        info = inspect_raster(ds, options.bands)
+        # Again here, for callers that pass ``paths`` from a prepare() without the spec.
+        check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
+        cache_bytes = gdal_cache_bytes(ds, info, spec, options.tile)
+        if cache_bytes is not None:
+            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))  # bytes: rasterio sets it directly
+        pred = predict_raster(
+            ds,
+            model,
+            spec,
+            prob_path=prob_path,
+            tile=options.tile,
+            overlap=options.overlap,
+            batch_size=options.batch_size,
+            device=options.device,
+            tta=options.tta,
+            progress=options.progress,
+            overwrite=options.overwrite or not keep_prob,
+            bands=options.bands,
+        )
+        timings["predict"] = pred.timings["total"]
 
-            t0 = time.perf_counter()
-            vec = vectorize(prob_path, params, source=path.name, model_name=spec.name)
-            timings["vectorize"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        vec = vectorize(prob_path, params, source=path.name, model_name=spec.name)
+        timings["vectorize"] = time.perf_counter() - t0
 
-            t0 = time.perf_counter()
-            plots = vec.plots
-            ow = options.overwrite
-            if "geojson" in options.formats:
-                write_geojson(paths["geojson"], plots, overwrite=ow)
-            if "gpkg" in options.formats:
-                write_gpkg(paths["gpkg"], plots, info.crs, overwrite=ow)
-            if "kml" in options.formats:
-                write_kml(paths["kml"], plots, title=f"Poppy plots: {path.name}", overwrite=ow)
-            if "csv" in options.formats:
-                write_csv(paths["csv"], plots, overwrite=ow)
-            if "preview" in options.formats:
-                write_preview(paths["preview"], ds, info, plots, overwrite=ow)
-            timings["export"] = time.perf_counter() - t0
-    finally:
-        if not keep_prob:
-            prob_path.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        plots = vec.plots
+        ow = options.overwrite
+        if "geojson" in options.formats:
+            write_geojson(paths["geojson"], plots, overwrite=ow)
+        if "gpkg" in options.formats:
+            write_gpkg(paths["gpkg"], plots, info.crs, overwrite=ow)
+        if "kml" in options.formats:
+            write_kml(paths["kml"], plots, title=f"Poppy plots: {path.name}", overwrite=ow)
+        if "csv" in options.formats:
+            write_csv(paths["csv"], plots, overwrite=ow)
+        if "preview" in options.formats:
+            write_preview(paths["preview"], ds, info, plots, overwrite=ow)
+        timings["export"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     input_sha = file_sha256(path)  # reads the whole file: timed on its own
@@ -348,6 +406,7 @@ def run_one(
             "tta": options.tta,
             "device": pred.device,
             "formats": list(options.formats),
+            "bands": list(options.bands) if options.bands is not None else None,
             "gdal_cachemax_mb": round(cache_bytes / 2**20) if cache_bytes is not None else "environment",
         },
         "raster": {
