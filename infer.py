@@ -24,6 +24,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -112,8 +114,11 @@ def main(args: argparse.Namespace) -> int:
         The exit code: 0 done, 2 for a problem the user can fix (bad input, flag, output folder or disk), 1 for
         an internal error (a bug: rerun with ``--debug`` for the traceback), 130 when interrupted.
     """
+    existed = os.path.exists(args.out)  # unlike Path.exists(), False (not OSError) for an impossible name
+    code = 1
     try:
-        return _run(args)
+        code = _run(args)
+        return code
     except PoppyError as exc:
         if args.debug:
             traceback.print_exc()
@@ -142,6 +147,10 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if code != 0 and not existed:
+            with contextlib.suppress(OSError):  # only an empty folder goes: a failed run adds nothing
+                Path(args.out).rmdir()
 
 
 def _run(args: argparse.Namespace) -> int:

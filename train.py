@@ -235,6 +235,13 @@ def main(args: argparse.Namespace) -> int:
     try:
         out: Path = args.out.resolve()  # split.json records absolute paths: a resume may start elsewhere
         s = resolve_settings(args)
+        if s["pretrain"] is None:
+            from detect.inputs import check_training_folder
+
+            for flag, key in (("--data", "data"), ("--val-data", "val_data")):
+                if s[key] is not None:  # every pair read now: a bad label file stops the run before any epoch
+                    for note in check_training_folder(s[key], flag):
+                        print("warning: " + note, file=sys.stderr)
         # Imported only now (torch and the data stack), so --help and argument errors answer at once.
         from models.trainer import pretrain, train_poppy
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import rasterio
 from affine import Affine
 from pyproj import Geod, Transformer
@@ -205,8 +206,9 @@ def _no_georeferencing(ds: rasterio.io.DatasetReader) -> InputError | None:
         )
     if not (ds.crs.is_projected or ds.crs.is_geographic):
         return InputError(
-            f"{name}: its CRS is a local or engineering one ({ds.crs.to_string()[:60]}), not tied to the Earth, "
-            "so plots cannot be put on a map; export the orthomosaic in a projected CRS (e.g. UTM) or WGS84"
+            f"{name}: its CRS is a local or engineering one ({pyproj.CRS.from_wkt(ds.crs.to_wkt()).name!r}), "
+            "not tied to the Earth, so plots cannot be put on a map; export the orthomosaic in a projected CRS "
+            "(e.g. UTM) or WGS84"
         )
     if ds.transform == Affine.identity():
         return InputError(
@@ -299,7 +301,7 @@ def inspect_raster(ds: rasterio.io.DatasetReader, bands: tuple[int, int, int] | 
     dtype = ds.dtypes[rgb[0] - 1]
     if dtype not in _SUPPORTED_DTYPES:
         raise InputError(
-            f"{name}: pixel type {dtype} is not supported; use 8-bit (uint8) or 16-bit (uint16) RGB "
+            f"{name}: pixel type {dtype} is not supported; use integer or float RGB, best 8-bit "
             "(e.g. `gdal_translate -ot Byte -scale`)"
         )
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -664,5 +665,154 @@ CASES += [
         lambda tmp, kit: [*_infer(tmp, kit, _good(tmp)), "--device", "tpu"],
         2,
         ("--device tpu: unknown device",),
+    ),
+]
+
+
+# ------------------------------------------------------------------------------------------ train.py: labels
+
+SITE = (500000.3, 3999998.9, 500001.2, 3999999.6)  # a 0.9 m x 0.7 m plot inside write_tif's default raster
+
+
+def _data(tmp: Path, labels: dict[str, object] | None = None, rasters: tuple[str, ...] = ("site",)) -> list[str]:
+    """A --data folder with rasters and, per name, a label file: bytes, or a GeoJSON dict; returns argv."""
+    data = tmp / "data"
+    data.mkdir(exist_ok=True)
+    for name in rasters:
+        write_tif(data / f"{name}.tif")
+    for name, content in (labels or {}).items():
+        target = data / name
+        target.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+    return ["--data", str(data), "--out", str(tmp / "out"), "--epochs", "1"]
+
+
+def _fc(*geometries: dict, crs: str | None = "urn:ogc:def:crs:EPSG::32650") -> dict:
+    doc: dict = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": {}, "geometry": g} for g in geometries],
+    }
+    if crs is not None:
+        doc["crs"] = {"type": "name", "properties": {"name": crs}}
+    return doc
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> dict:
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+
+
+def _shapefile_without_crs(tmp: Path, kit: Kit) -> list[str]:
+    import pyogrio
+    import shapely
+
+    argv = _data(tmp)
+    geom = shapely.to_wkb(np.array([shapely.box(*SITE)], dtype=object))
+    with warnings.catch_warnings():  # the missing CRS is the point of the case
+        warnings.simplefilter("ignore", UserWarning)
+        pyogrio.raw.write(tmp / "data" / "site.shp", geom, [], [], geometry_type="Polygon", crs=None)
+    return argv
+
+
+def _labelled_photo(tmp: Path, kit: Kit) -> list[str]:
+    argv = _data(tmp, {"site.geojson": _fc(_box(*SITE))}, rasters=())
+    cv2.imwrite(str(tmp / "data" / "site.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp / "data" / "site.png").rename(tmp / "data" / "site.tif")
+    return argv
+
+
+CASES += [
+    Case(
+        "train-no-folder",
+        "`--data` folder that does not exist",
+        lambda tmp, kit: ["--data", str(tmp / "nope"), "--out", str(tmp / "out")],
+        2,
+        ("--data", "nope: no such folder"),
+        tool="train",
+    ),
+    Case(
+        "train-unlabelled",
+        "`--data` with `site.tif` but no `site.geojson`",
+        lambda tmp, kit: _data(tmp),
+        2,
+        ("no orthomosaic with labels (no label file for site.tif)",),
+        tool="train",
+    ),
+    Case(
+        "train-labels-zero-byte",
+        "a 0-byte `site.geojson`",
+        lambda tmp, kit: _data(tmp, {"site.geojson": b""}),
+        2,
+        ("site.geojson: is empty (0 bytes)",),
+        tool="train",
+    ),
+    Case(
+        "train-labels-broken",
+        "`site.geojson` that is not JSON (cut off mid-file)",
+        lambda tmp, kit: _data(tmp, {"site.geojson": b'{"type": "FeatureCollection", "features": [{"type": "Fea'}),
+        2,
+        ("site.geojson: not a vector file GDAL can read",),
+        tool="train",
+    ),
+    Case(
+        "train-labels-no-crs",
+        "a Shapefile of labels without its `.prj` (no CRS)",
+        _shapefile_without_crs,
+        2,
+        ("site.shp: has no coordinate reference system", "Layer > Set CRS"),
+        tool="train",
+    ),
+    Case(
+        "train-labels-metres-as-degrees",
+        "GeoJSON without a CRS (so WGS84) holding UTM metres",
+        lambda tmp, kit: _data(tmp, {"site.geojson": _fc(_box(*SITE), crs=None)}),
+        2,
+        ("are not longitude/latitude",),
+        tool="train",
+    ),
+    Case(
+        "train-labels-points",
+        "labels drawn as points",
+        lambda tmp, kit: _data(tmp, {"site.geojson": _fc({"type": "Point", "coordinates": [500000.5, 3999999.0]})}),
+        2,
+        ("holds points or lines but no polygon", "draw each poppy plot as a polygon"),
+        tool="train",
+    ),
+    Case(
+        "train-labels-lines",
+        "labels drawn as lines",
+        lambda tmp, kit: _data(
+            tmp,
+            {
+                "site.geojson": _fc(
+                    {"type": "LineString", "coordinates": [[500000.3, 3999999.0], [500001.0, 3999999.2]]}
+                )
+            },
+        ),
+        2,
+        ("holds points or lines but no polygon",),
+        tool="train",
+    ),
+    Case(
+        "train-labels-elsewhere",
+        "label polygons 10 km away from the raster",
+        lambda tmp, kit: _data(tmp, {"site.geojson": _fc(_box(510000, 4000000, 510001, 4000001))}),
+        2,
+        ("none of its 1 label polygons fall on the raster", "check that the labels belong"),
+        tool="train",
+    ),
+    Case(
+        "train-two-label-files",
+        "`site.geojson` and `site.gpkg` both present",
+        lambda tmp, kit: _data(tmp, {"site.geojson": _fc(_box(*SITE)), "site.gpkg": b"x"}),
+        2,
+        ("found several label files",),
+        tool="train",
+    ),
+    Case(
+        "train-photo-labelled",
+        "a labelled PNG photo renamed `.tif`",
+        _labelled_photo,
+        2,
+        ("is a photo (PNG",),
+        tool="train",
     ),
 ]
