@@ -157,3 +157,20 @@ def test_sigkill_then_resume_gives_identical_geojson(tmp_path: Path, weights: Pa
             "summary": f"{name}.summary.json",
         }
     assert not [p for p in killed.iterdir() if p.name.startswith(".")], "staging folders left behind"
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    src = write_tif(tmp_path / "site.tif")
+    out = tmp_path / "out"
+    import detect.pipeline
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # what Ctrl-C raises in the main thread, here while vectorising
+
+    monkeypatch.setattr(detect.pipeline, "vectorize", interrupted)
+    assert run([str(src), "--out", str(out), "--weights", str(weights)]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "run the same command with --resume" in err
+    assert not out.exists()  # created for this run, empty after it: removed
