@@ -28,7 +28,7 @@ from detect.inputs import check_training_folder  # noqa: E402
 from infer import main as infer_main  # noqa: E402
 from infer import parse_args  # noqa: E402
 from tests.bad_input_cases import tiny_checkpoint, write_tif  # noqa: E402
-from tests.fuzz_cases import mutate, seed_geojson  # noqa: E402
+from tests.fuzz_cases import labelled_folder, mutate  # noqa: E402
 
 
 def tiff_case(seed: int, seed_bytes: bytes, weights: Path, work: Path) -> tuple[str, str]:
@@ -53,10 +53,7 @@ def tiff_case(seed: int, seed_bytes: bytes, weights: Path, work: Path) -> tuple[
 
 def geojson_case(seed: int, work: Path) -> tuple[str, str]:
     """Run one mutated label file through train.py's folder check."""
-    data = work / f"g{seed}"
-    data.mkdir()
-    write_tif(data / "site.tif")
-    (data / "site.geojson").write_bytes(mutate(seed_geojson(), seed))
+    data = labelled_folder(work / f"g{seed}", seed)
     try:
         check_training_folder(data)
     except InputError as exc:

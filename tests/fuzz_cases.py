@@ -8,10 +8,11 @@ included, which is where a reader meets offsets and sizes it must not trust.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["mutate", "seed_geojson"]
+__all__ = ["labelled_folder", "mutate", "seed_geojson"]
 
 
 def mutate(data: bytes, seed: int) -> bytes:
@@ -60,3 +61,13 @@ def seed_geojson() -> bytes:
         ],
     }
     return json.dumps(doc).encode()
+
+
+def labelled_folder(folder: Path, seed: int) -> Path:
+    """``folder`` with ``site.tif`` and a mutated ``site.geojson`` (label file ``seed``); returns the folder."""
+    from tests.bad_input_cases import write_tif  # imported here: bench/ imports this module before sys.path is set
+
+    folder.mkdir()
+    write_tif(folder / "site.tif")
+    (folder / "site.geojson").write_bytes(mutate(seed_geojson(), seed))
+    return folder

@@ -17,7 +17,7 @@ from detect.errors import InputError
 from detect.inputs import check_training_folder
 from infer import main, parse_args
 from tests.bad_input_cases import tiny_checkpoint, write_tif
-from tests.fuzz_cases import mutate, seed_geojson
+from tests.fuzz_cases import labelled_folder, mutate
 
 TIFF_SEEDS = range(40)
 GEOJSON_SEEDS = range(60)
@@ -49,10 +49,7 @@ def test_mutated_geotiff(seed: int, kit: tuple[Path, bytes], tmp_path: Path, cap
 
 @pytest.mark.parametrize("seed", GEOJSON_SEEDS)
 def test_mutated_geojson_labels(seed: int, tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    write_tif(data / "site.tif")
-    (data / "site.geojson").write_bytes(mutate(seed_geojson(), seed))
+    data = labelled_folder(tmp_path / "data", seed)
     try:
         check_training_folder(data)
     except InputError as exc:
