@@ -30,7 +30,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from detect.errors import PoppyError
+from core.errors import PoppyError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

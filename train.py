@@ -52,7 +52,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from detect.errors import InputError, PoppyError
+from core.errors import InputError, PoppyError
 
 # Settings that may differ when a run is resumed: they change how it runs, not what it learns.
 RESUMABLE = ("epochs", "val_every", "device", "workers", "quiet")
@@ -236,14 +236,14 @@ def main(args: argparse.Namespace) -> int:
         out: Path = args.out.resolve()  # split.json records absolute paths: a resume may start elsewhere
         s = resolve_settings(args)
         if s["pretrain"] is None:
-            from detect.inputs import check_training_folder
+            from datasets.training_folder import check_training_folder
 
             for flag, key in (("--data", "data"), ("--val-data", "val_data")):
                 if s[key] is not None:  # every pair read now: a bad label file stops the run before any epoch
                     for note in check_training_folder(s[key], flag):
                         print("warning: " + note, file=sys.stderr)
         # Imported only now (torch and the data stack), so --help and argument errors answer at once.
-        from models.trainer import pretrain, train_poppy
+        from training.trainer import pretrain, train_poppy
 
         (pretrain if s["pretrain"] is not None else train_poppy)(s, out, args.resume)
         return 0

@@ -67,7 +67,7 @@ def restore(src: Path, run: Path) -> None:
     settings = json.loads((src / "settings.json").read_text())
     split = json.loads((src / "split.json").read_text())
     wanted = [Path(p) for p in split["train"] + split["val"]]
-    from models.trainer import synthetic_scenes  # heavy imports only now
+    from training.trainer import synthetic_scenes  # heavy imports only now
 
     run.mkdir(parents=True, exist_ok=True)
     if settings.get("synthetic"):

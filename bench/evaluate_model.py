@@ -19,9 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.errors import PoppyError
-from detect.evaluate import DEFAULT_THRESHOLDS, evaluate_scenes, scenes_from_folder
+from core.errors import PoppyError
+from datasets.labelled import scenes_from_folder
 from models.checkpoint import load_checkpoint
+from training.evaluate import evaluate_scenes
+from training.report import DEFAULT_THRESHOLDS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from detect.errors import InputError  # noqa: E402
-from detect.inputs import check_training_folder  # noqa: E402
+from core.errors import InputError  # noqa: E402
+from datasets.training_folder import check_training_folder  # noqa: E402
 from infer import main as infer_main  # noqa: E402
 from infer import parse_args  # noqa: E402
 from tests.bad_input_cases import tiny_checkpoint, write_tif  # noqa: E402

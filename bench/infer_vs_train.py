@@ -2,7 +2,7 @@
 
 Takes a finished training run, runs ``infer.py`` (its ``main``) with the run's ``best.pt`` on every validation
 orthomosaic listed in the run's ``split.json``, then scores the GeoPackages it wrote against the labels with the
-same matching rules training uses (``detect.evaluate.evaluate_plot_files``), and prints both sets of numbers side
+same matching rules training uses (``training.evaluate.evaluate_plot_files``), and prints both sets of numbers side
 by side with the ratio infer/train for each.
 
     .venv/bin/python bench/infer_vs_train.py runs/default
@@ -21,8 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import infer
-from detect.evaluate import Scene, evaluate_plot_files
+from datasets.labelled import LabelledScene
 from models.checkpoint import load_checkpoint
+from training.evaluate import evaluate_plot_files
 
 KEYS = ("plot_precision", "plot_recall", "plot_f1", "pixel_iou", "fp_m2_per_ha", "labels", "found", "preds")
 
@@ -64,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
     if code != 0:
         return code
     seconds = time.perf_counter() - t0
-    pairs = [(Scene.from_raster(p), out / f"{p.stem}.gpkg") for p in val]
+    pairs = [(LabelledScene.from_raster(p), out / f"{p.stem}.gpkg") for p in val]
     report = evaluate_plot_files(pairs, gsd_m=spec.gsd_m, threshold=spec.threshold)
     ours = report.to_dict()["chosen"]
     theirs = metrics["best"]["chosen"]

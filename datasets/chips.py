@@ -13,7 +13,7 @@ by many small ones.
 
 Optionally a further fraction is centred on *hard negatives*: regions the current model calls poppy where the
 labels say there is none (bare soil, vegetable beds, weedy field edges), mined by
-:func:`detect.mining.mine_hard_negatives` and handed over with :meth:`ChipDataset.set_hard_negatives`. Random
+:func:`training.mining.mine_hard_negatives` and handed over with :meth:`ChipDataset.set_hard_negatives`. Random
 chips see such rare textures seldom; centring chips on them is what teaches the model to stop flagging them.
 
 Item ``i`` of epoch ``e`` is drawn from ``np.random.default_rng((seed, e, i))``: the same seed gives the same
@@ -39,6 +39,8 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry.base import BaseGeometry
 from torch.utils.data import Dataset
 
+from core.errors import InputError
+from datasets.labelled import RASTER_SUFFIXES, LabelledScene
 from datasets.labels import (
     IGNORE,
     LANDCOVER_SUFFIX,
@@ -49,7 +51,6 @@ from datasets.labels import (
     rasterize_window,
     read_labels,
 )
-from detect.errors import InputError
 from detect.raster import RasterInfo, inspect_raster, open_raster, read_band, read_window
 
 __all__ = ["Chip", "ChipDataset", "ChipSource", "EpochChips", "Transform", "sources_from_folder"]
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 
 Transform = Callable[[torch.Tensor, torch.Tensor, np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
 
-_RASTER_SUFFIXES = (".tif", ".tiff")
 # Chips read from a source much coarser than the model are blurry upsamplings: worth a warning, not an error.
 _UPSAMPLE_WARN = 1.5
 
@@ -204,6 +204,15 @@ class ChipSource:
         self._ds: rasterio.io.DatasetReader | None = None
         self._lc_ds: rasterio.io.DatasetReader | None = None
         self._pid: int | None = None
+
+    @classmethod
+    def from_scene(cls, scene: LabelledScene) -> ChipSource:
+        """The chip source of a labelled scene (its raster, labels and area of interest).
+
+        Raises:
+            InputError: As the constructor.
+        """
+        return cls(scene.raster, scene.labels, scene.aoi)
 
     def __repr__(self) -> str:
         return (
@@ -472,7 +481,7 @@ class ChipDataset(EpochChips):
 
         Call in the main process before the epoch's ``DataLoader`` is iterated: workers that start afterwards
         get a copy of the dataset with them. Persistent workers (``persistent_workers=True``) keep the copy they
-        started with, so they would not see a later call; :func:`models.training.epoch_loader` builds
+        started with, so they would not see a later call; :func:`training.loop.epoch_loader` builds
         non-persistent loaders, one per epoch.
 
         Raises:
@@ -576,7 +585,7 @@ def sources_from_folder(folder: str | Path) -> list[ChipSource]:
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"{folder}: no such folder; give the folder holding NAME.tif + NAME.geojson pairs")
-    rasters = sorted(p for p in root.iterdir() if p.suffix.lower() in _RASTER_SUFFIXES and p.is_file())
+    rasters = sorted(p for p in root.iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
     sources, skipped = [], []
     for raster in rasters:
         labels, _ = find_label_files(raster)

@@ -35,7 +35,7 @@ from rasterio.crs import CRS
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from detect.errors import InputError
+from core.errors import InputError
 
 __all__ = [
     "AOI_SUFFIX",

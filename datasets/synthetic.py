@@ -29,7 +29,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -39,7 +38,7 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
-from pyproj import CRS, Geod, Transformer
+from pyproj import CRS, Transformer
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
 from rasterio.enums import ColorInterp
@@ -47,19 +46,18 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon, mapping
 from shapely.geometry.polygon import orient
 
+from core.errors import InputError
+from core.geodesy import GEOD, geodesic_area_m2
 from datasets.scene.context import Box
 from datasets.scene.items import LANDCOVER
 from datasets.scene.layout import build_layout
 from datasets.scene.render import Scene, render_window
 from datasets.scene.season import STAGES, sample_season
-from detect.errors import InputError
 
 __all__ = [
     "GENERATOR_VERSION",
     "build_scene",
-    "file_sha256",
     "generate",
-    "geodesic_area",
     "pick_crs",
     "render_scene",
     "scene_seed",
@@ -72,7 +70,6 @@ CRS_CHOICES = ("utm", "cgcs2000", "4326", "3857")
 GSD_RANGE_M = (0.015, 0.05)  # default random GSD per scene (1.5-5 cm/px, the police flights' range)
 # Survey region: north and east China.
 LON_RANGE, LAT_RANGE = (100.0, 122.0), (22.0, 42.0)
-_GEOD = Geod(ellps="WGS84")
 
 
 # --- georeferencing ------------------------------------------------------------------------------------------
@@ -108,8 +105,8 @@ def _metres_per_unit(crs: CRS, x: float, y: float) -> tuple[float, float]:
     (lo0, lo1, lo2, lo3), (la0, la1, la2, la3) = to_ll.transform(
         [x - d / 2, x + d / 2, x, x], [y, y, y - d / 2, y + d / 2]
     )
-    _, _, dx = _GEOD.inv(lo0, la0, lo1, la1)
-    _, _, dy = _GEOD.inv(lo2, la2, lo3, la3)
+    _, _, dx = GEOD.inv(lo0, la0, lo1, la1)
+    _, _, dy = GEOD.inv(lo2, la2, lo3, la3)
     return dx / d, dy / d
 
 
@@ -136,11 +133,6 @@ def _to_lonlat(geom: Polygon, gsd: float, transform: Affine, to_ll: Transformer)
         return np.round(np.c_[lon, lat], 9)
 
     return orient(shapely.transform(geom, f), sign=1.0)
-
-
-def geodesic_area(poly_lonlat: Polygon) -> float:
-    """Area in m2 of a lon/lat polygon on the WGS84 ellipsoid."""
-    return abs(_GEOD.geometry_area_perimeter(poly_lonlat)[0])
 
 
 # --- the scene -----------------------------------------------------------------------------------------------
@@ -323,7 +315,7 @@ def _plot_features(scene: Scene, transform: Affine, crs) -> list[dict]:
                     "stage": plot.stage,
                     "setting": plot.setting,
                     "host": plot.host,
-                    "area_m2": round(geodesic_area(ll), 3),
+                    "area_m2": round(geodesic_area_m2(ll), 3),
                     "_centroid": [round(c.x, 8), round(c.y, 8)],
                 },
             }
@@ -427,11 +419,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(m['content']['plots'])} poppy plots"
         )
     return 0
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file (to compare renders)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":

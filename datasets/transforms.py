@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detect.errors import InputError
+from core.errors import InputError
 
 __all__ = [
     "Compose",

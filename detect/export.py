@@ -12,6 +12,11 @@ For an input ``STEM`` the output folder gets (``--formats`` picks among them; th
 - ``STEM.summary.json``: what ran on what (paths, hashes, model, parameters, versions, timings, counts).
 - ``STEM.prob.tif``: the probability raster (written by :mod:`detect.rasterout`).
 
+Every output is one entry of :data:`FORMATS` (name, suffix, writer over an :class:`ExportContext`); the summary
+(:data:`SUMMARY`, :func:`write_summary`) is always written, last, so its presence marks a finished input. The
+run record it holds is built before any output is written and travels in the context, so a new output (a field
+report, say) is one entry that may use it.
+
 An input without detections still gets every file, valid and empty. Every file is written beside its final
 name as ``NAME.tmp`` and renamed when complete, so a reader never sees half a file; existing files are only
 replaced with ``overwrite`` (``--overwrite``).
@@ -22,11 +27,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import platform
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +45,17 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
-from detect.errors import InputError
+from core.errors import InputError
+from core.files import write_aside
 from detect.raster import RasterInfo, read_window
-from detect.vectorize import Plot
+from detect.vectorize import DetectedPlot
 
 __all__ = [
     "ALL_FORMATS",
+    "FORMATS",
+    "SUMMARY",
+    "ExportContext",
+    "OutputFormat",
     "check_outputs",
     "output_paths",
     "parse_formats",
@@ -54,20 +64,11 @@ __all__ = [
     "write_geojson",
     "write_gpkg",
     "write_kml",
+    "write_outputs",
     "write_preview",
     "write_summary",
 ]
 
-ALL_FORMATS = ("geojson", "gpkg", "kml", "csv", "prob", "preview")
-_SUFFIX = {
-    "geojson": ".geojson",
-    "gpkg": ".gpkg",
-    "kml": ".kml",
-    "csv": ".csv",
-    "prob": ".prob.tif",
-    "preview": ".preview.jpg",
-    "summary": ".summary.json",
-}
 KML_NS = "http://www.opengis.net/kml/2.2"
 COORD_DIGITS = 7  # 1e-7 degree is about 1 cm: finer than any orthomosaic pixel, and RFC 7946 advises rounding
 PREVIEW_MAX_SIDE = 2000
@@ -92,8 +93,8 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
 def output_paths(out_dir: str | Path, stem: str, formats: Iterable[str]) -> dict[str, Path]:
     """Output file per format for input ``stem``; ``summary`` is always included."""
     out = Path(out_dir)
-    names = [*formats, "summary"]
-    return {f: out / f"{stem}{_SUFFIX[f]}" for f in names}
+    table = {**FORMATS, SUMMARY.name: SUMMARY}
+    return {f: out / f"{stem}{table[f].suffix}" for f in [*formats, SUMMARY.name]}
 
 
 def check_outputs(paths: Iterable[Path], overwrite: bool) -> None:
@@ -114,14 +115,8 @@ def _aside(path: Path, overwrite: bool) -> Iterator[Path]:
     """Yield ``path.tmp`` to write to; rename it to ``path`` on success, delete it on failure."""
     check_outputs([path], overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
+    with write_aside(path) as tmp:
         yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _ring(coords: Iterable[Sequence[float]]) -> list[list[float]]:
@@ -134,7 +129,7 @@ def _rfc7946_polygon(poly: Polygon) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [_ring(p.exterior.coords), *(_ring(r.coords) for r in p.interiors)]}
 
 
-def write_geojson(path: Path, plots: Sequence[Plot], *, overwrite: bool = False) -> Path:
+def write_geojson(path: Path, plots: Sequence[DetectedPlot], *, overwrite: bool = False) -> Path:
     """RFC 7946 FeatureCollection of the plots in WGS84 (no ``crs`` member: WGS84 is implied)."""
     features = [
         {
@@ -151,7 +146,7 @@ def write_geojson(path: Path, plots: Sequence[Plot], *, overwrite: bool = False)
     return path
 
 
-def write_gpkg(path: Path, plots: Sequence[Plot], crs: CRS, *, overwrite: bool = False) -> Path:
+def write_gpkg(path: Path, plots: Sequence[DetectedPlot], crs: CRS, *, overwrite: bool = False) -> Path:
     """GeoPackage layer ``plots`` in the raster's CRS; an empty layer still carries the schema."""
     import pyogrio.raw  # deferred: GDAL/OGR vector drivers load on first use
 
@@ -190,7 +185,7 @@ def _kml_coords(coords: Iterable[Sequence[float]]) -> str:
     return " ".join(f"{x:.{COORD_DIGITS}f},{y:.{COORD_DIGITS}f}" for x, y, *_ in coords)
 
 
-def _describe(p: Plot) -> str:
+def _describe(p: DetectedPlot) -> str:
     return (
         f"Suspected poppy plot {p.plot_id}: score {p.score_mean:.2f} (max {p.score_max:.2f}), "
         f"area {p.area_m2:.1f} m2, at {p.centroid_lat:.6f}, {p.centroid_lon:.6f} (WGS84). "
@@ -198,7 +193,7 @@ def _describe(p: Plot) -> str:
     )
 
 
-def write_kml(path: Path, plots: Sequence[Plot], *, title: str, overwrite: bool = False) -> Path:
+def write_kml(path: Path, plots: Sequence[DetectedPlot], *, title: str, overwrite: bool = False) -> Path:
     """KML 2.2: a Folder with a Polygon placemark and a Point placemark per plot."""
     ET.register_namespace("", KML_NS)
     root = _kml("kml")
@@ -254,7 +249,7 @@ def write_kml(path: Path, plots: Sequence[Plot], *, title: str, overwrite: bool 
 CSV_COLUMNS = ("plot_id", "lat", "lon", "area_m2", "score")
 
 
-def write_csv(path: Path, plots: Sequence[Plot], *, overwrite: bool = False) -> Path:
+def write_csv(path: Path, plots: Sequence[DetectedPlot], *, overwrite: bool = False) -> Path:
     """One row per plot: ``plot_id, lat, lon, area_m2, score`` (score = mean probability inside the plot)."""
     with _aside(path, overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -270,7 +265,7 @@ def write_preview(
     path: Path,
     ds: rasterio.io.DatasetReader,
     info: RasterInfo,
-    plots: Sequence[Plot],
+    plots: Sequence[DetectedPlot],
     *,
     max_side: int = PREVIEW_MAX_SIDE,
     overwrite: bool = False,
@@ -330,3 +325,82 @@ def write_summary(path: Path, record: dict[str, Any], *, overwrite: bool = False
     with _aside(path, overwrite) as tmp:
         tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return path
+
+
+# --- the table of outputs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """Everything an output writer may use, for one input.
+
+    Attributes:
+        source: The input orthomosaic.
+        ds: It, open (the preview reads it).
+        info: Its inspection record.
+        plots: The plots, ordered by ``plot_id``, geometries in the raster's CRS.
+        record: The run record (what ran on what; ``STEM.summary.json``), built before any output is written.
+        overwrite: Replace existing files.
+    """
+
+    source: Path
+    ds: rasterio.io.DatasetReader
+    info: RasterInfo
+    plots: Sequence[DetectedPlot]
+    record: dict[str, Any]
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One output: its ``--formats`` name, file suffix and writer.
+
+    Attributes:
+        name: The name ``--formats`` takes.
+        suffix: Appended to the input's stem.
+        write: Writes the file at the given path from the context; None for an output written elsewhere (the
+            probability raster is streamed during prediction by :mod:`detect.rasterout`).
+    """
+
+    name: str
+    suffix: str
+    write: Callable[[Path, ExportContext], Path] | None
+
+
+# In --formats order (and the order they are written in). The probability raster has no writer here: it exists
+# before any of these, written while predicting.
+FORMATS: dict[str, OutputFormat] = {
+    f.name: f
+    for f in (
+        OutputFormat("geojson", ".geojson", lambda p, c: write_geojson(p, c.plots, overwrite=c.overwrite)),
+        OutputFormat("gpkg", ".gpkg", lambda p, c: write_gpkg(p, c.plots, c.info.crs, overwrite=c.overwrite)),
+        OutputFormat(
+            "kml",
+            ".kml",
+            lambda p, c: write_kml(p, c.plots, title=f"Poppy plots: {c.source.name}", overwrite=c.overwrite),
+        ),
+        OutputFormat("csv", ".csv", lambda p, c: write_csv(p, c.plots, overwrite=c.overwrite)),
+        OutputFormat("prob", ".prob.tif", None),
+        OutputFormat(
+            "preview", ".preview.jpg", lambda p, c: write_preview(p, c.ds, c.info, c.plots, overwrite=c.overwrite)
+        ),
+    )
+}
+ALL_FORMATS: tuple[str, ...] = tuple(FORMATS)
+# Always written, after every other output and once their timings are in the record (by the caller, with
+# write_summary), so its presence marks a finished input.
+SUMMARY = OutputFormat("summary", ".summary.json", None)
+
+
+def write_outputs(paths: dict[str, Path], formats: Iterable[str], ctx: ExportContext) -> None:
+    """Write the chosen outputs that have a writer, in table order (not the summary: see :data:`SUMMARY`).
+
+    Args:
+        paths: Output file per format (from :func:`output_paths`).
+        formats: The chosen format names.
+        ctx: What the writers use.
+    """
+    chosen = set(formats)
+    for name, fmt in FORMATS.items():
+        if name in chosen and fmt.write is not None:
+            fmt.write(paths[name], ctx)

@@ -31,7 +31,7 @@ from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 from torch import nn
 
-from detect.errors import InputError
+from core.errors import InputError
 from detect.raster import RasterInfo, read_window
 from models.checkpoint import ModelSpec
 from models.plotnet import JudgeSpec

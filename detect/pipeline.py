@@ -1,5 +1,7 @@
 """One input, end to end: probability raster, plots, and every output file.
 
+:func:`detect_plots` is the one path from an orthomosaic and a model to plots (and, if asked, the probability
+raster): ``infer.py`` (through :func:`run_one`), validation and hard-negative mining all call it.
 ``infer.py`` parses the command line and calls :func:`find_inputs`, :func:`prepare` and :func:`run_one`; the
 same calls serve scripts and notebooks. All checks a user can fail (unreadable or ungeoreferenced rasters,
 outputs that already exist, clashing names) happen in :func:`prepare`, before any inference, so a batch never
@@ -12,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,34 +27,44 @@ import rasterio
 import torch
 from torch import nn
 
-from detect.errors import InputError
+from core.errors import InputError
+from core.files import file_sha256
 from detect.export import (
     ALL_FORMATS,
+    SUMMARY,
+    ExportContext,
     check_outputs,
     output_paths,
     software_versions,
-    write_csv,
-    write_geojson,
-    write_gpkg,
-    write_kml,
-    write_preview,
+    write_outputs,
     write_summary,
 )
 from detect.inputs import check_free_space, check_out_dir, output_stems, prob_raster_bytes
-from detect.predict import check_gsd, check_model_spec, check_tiling, gsd_ratio, model_grid, predict_raster
+from detect.predict import (
+    PredictResult,
+    check_gsd,
+    check_model_spec,
+    check_tiling,
+    gsd_ratio,
+    model_grid,
+    predict_raster,
+)
 from detect.raster import RasterInfo, check_has_pixels, check_readable, inspect_raster, open_raster
-from detect.vectorize import VectorParams, vectorize
-from models.checkpoint import ModelSpec, file_sha256
+from detect.vectorize import DetectedPlot, Sweep, VectorizeResult, VectorParams, vectorize, vectorize_sweep
+from models.checkpoint import ModelSpec
 
 __all__ = [
     "RASTER_SUFFIXES",
+    "Detection",
     "RunOptions",
     "RunResult",
+    "detect_plots",
     "find_inputs",
     "gdal_cache_bytes",
     "prepare",
     "resume_parameters",
     "run_one",
+    "run_record",
 ]
 
 # Raster files picked up from a folder; anything else GDAL reads can still be named directly.
@@ -130,6 +143,127 @@ class RunResult:
             f"{self.input.name}: {self.plot_count} plot(s), {self.flagged_area_m2:.1f} m2 flagged "
             f"-> {summary.parent}{named}"
         )
+
+
+@dataclass
+class Detection:
+    """Plots found in one orthomosaic by :func:`detect_plots`, and how.
+
+    Attributes:
+        prediction: The prediction run (model grid, tiles, device, timings). Its ``prob_path`` no longer exists
+            when the probability raster was temporary.
+        vector: The plots at the parameters' threshold, with vectorising counts and timings; None for a sweep.
+        sweep: The plots at each threshold of a sweep; None when one threshold was asked.
+        prob_path: The probability raster, when it was asked for; None when it was temporary (now deleted).
+        vectorize_s: Seconds spent vectorising.
+    """
+
+    prediction: PredictResult
+    vector: VectorizeResult | None
+    sweep: Sweep | None
+    prob_path: Path | None
+    vectorize_s: float
+
+    @property
+    def result(self) -> VectorizeResult:
+        """The vectorising result at the parameters' threshold (one-threshold runs only)."""
+        if self.vector is None:
+            raise ValueError("a threshold sweep has plots per threshold: use .sweep.plots")
+        return self.vector
+
+    @property
+    def plots(self) -> list[DetectedPlot]:
+        """The plots at the parameters' threshold (one-threshold runs only)."""
+        return self.result.plots
+
+
+def detect_plots(
+    raster: rasterio.io.DatasetReader | str | Path,
+    model: nn.Module,
+    spec: ModelSpec,
+    params: VectorParams,
+    *,
+    thresholds: tuple[float, ...] | None = None,
+    prob_path: str | Path | None = None,
+    temp_dir: str | Path | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    tta: bool = False,
+    progress: bool = False,
+    overwrite: bool = False,
+    source: str | None = None,
+    model_name: str = "",
+    bands: tuple[int, int, int] | None = None,
+) -> Detection:
+    """Predict an orthomosaic's poppy probability and vectorise it into plots: the one raster -> plots path.
+
+    The probability raster is streamed to disk (:func:`detect.predict.predict_raster`) and vectorised strip by
+    strip (:func:`detect.vectorize.vectorize`), so nothing the size of the orthomosaic is held in memory. Unless
+    ``prob_path`` names where to keep it, it is written to a uniquely named temporary file (in ``temp_dir``, on
+    the same disk as the outputs if the caller wishes) and deleted once the plots are out, also on failure.
+
+    Args:
+        raster: The orthomosaic, open or as a path.
+        model: The network (its train/eval mode is restored afterwards).
+        spec: Its spec (GSD, normalisation, tile size).
+        params: Threshold, clean-up and minimum area.
+        thresholds: Vectorise at each of these thresholds instead of ``params.threshold`` (validation's sweep,
+            ascending; see :func:`detect.vectorize.vectorize_sweep`).
+        prob_path: Where to keep the probability raster; None for a temporary one.
+        temp_dir: Folder of the temporary probability raster; None for the system's temporary folder.
+        tile: Tile size in model pixels; None takes the spec's.
+        overlap: Tile overlap in model pixels; None takes an eighth of the tile.
+        batch_size: Tiles per forward pass.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        tta: Test-time augmentation.
+        progress: Show progress bars.
+        overwrite: Replace an existing ``prob_path``.
+        source: Input name recorded on every plot; None takes the raster's file name.
+        model_name: Model name recorded on every plot.
+        bands: 1-based band numbers of red, green and blue (``--bands``); None picks them.
+
+    Returns:
+        A :class:`Detection`.
+
+    Raises:
+        InputError: If the raster cannot be used, ``prob_path`` exists without ``overwrite``, or a parameter is
+            out of range.
+    """
+    name = Path(raster.name if isinstance(raster, rasterio.io.DatasetReader) else raster).name
+    keep = prob_path is not None
+    if prob_path is None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{Path(name).stem}.", suffix=".prob.tif", dir=temp_dir)
+        os.close(fd)
+        prob_path = Path(tmp)
+    prob_path = Path(prob_path)
+    try:
+        pred = predict_raster(
+            raster,
+            model,
+            spec,
+            prob_path=prob_path,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            tta=tta,
+            progress=progress,
+            overwrite=overwrite or not keep,  # a temporary file exists (empty) from mkstemp
+            bands=bands,
+        )
+        t0 = time.perf_counter()
+        source = name if source is None else source
+        if thresholds is None:
+            vec, sweep = vectorize(prob_path, params, source=source, model_name=model_name), None
+        else:
+            vec, sweep = None, vectorize_sweep(prob_path, params, thresholds, source=source, model_name=model_name)
+        vectorize_s = time.perf_counter() - t0
+    finally:
+        if not keep:
+            prob_path.unlink(missing_ok=True)
+    return Detection(pred, vec, sweep, prob_path if keep else None, vectorize_s)
 
 
 def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -280,6 +414,9 @@ def run_one(
 ) -> RunResult:
     """Detect plots in one orthomosaic and write its outputs.
 
+    Stages: :func:`detect_plots`; the run record (:func:`run_record`); every chosen output from the table
+    :data:`detect.export.FORMATS`; the timings into the record, and the summary, last.
+
     Args:
         path: The orthomosaic.
         model: The network (from :func:`models.checkpoint.load_checkpoint`).
@@ -332,13 +469,8 @@ def _run_staged(
     threshold = spec.threshold if options.threshold is None else options.threshold
     params = VectorParams(threshold=threshold, min_area_m2=options.min_area_m2)
     params.check()  # before the long part
-    timings: dict[str, float] = {}
     options = dataclasses.replace(options, overwrite=True)  # the staging folder is ours alone
 
-    keep_prob = "prob" in options.formats
-    # Without 'prob' in --formats the raster is still needed for vectorising: it stays in the staging
-    # folder (same disk as the outputs, checked for room) and goes with it.
-    prob_path = paths["prob"] if keep_prob else paths["summary"].with_name("probability.tif")
     with open_raster(path) as ds, contextlib.ExitStack() as stack:
         info = inspect_raster(ds, options.bands)
         # Again here, for callers that pass ``paths`` from a prepare() without the spec.
@@ -346,47 +478,69 @@ def _run_staged(
         cache_bytes = gdal_cache_bytes(ds, info, spec, options.tile)
         if cache_bytes is not None:
             stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))  # bytes: rasterio sets it directly
-        pred = predict_raster(
+        det = detect_plots(
             ds,
             model,
             spec,
-            prob_path=prob_path,
+            params,
+            # Without the prob output, a temporary raster next to the outputs (same disk, which has room for them).
+            prob_path=paths["prob"] if "prob" in options.formats else None,
+            temp_dir=paths["summary"].parent,  # the staging folder, deleted with it
             tile=options.tile,
             overlap=options.overlap,
             batch_size=options.batch_size,
             device=options.device,
             tta=options.tta,
             progress=options.progress,
-            overwrite=options.overwrite or not keep_prob,
+            overwrite=options.overwrite,
+            source=path.name,
+            model_name=spec.name,
             bands=options.bands,
         )
-        timings["predict"] = pred.timings["total"]
+        t0 = time.perf_counter()
+        input_sha = file_sha256(path)  # reads the whole file: timed on its own
+        hash_s = time.perf_counter() - t0
+        record = run_record(path, input_sha, spec, weights_path, options, info, det, cache_bytes, paths)
 
         t0 = time.perf_counter()
-        vec = vectorize(prob_path, params, source=path.name, model_name=spec.name)
-        timings["vectorize"] = time.perf_counter() - t0
+        ctx = ExportContext(source=path, ds=ds, info=info, plots=det.plots, record=record, overwrite=options.overwrite)
+        write_outputs(paths, options.formats, ctx)
+        export_s = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        plots = vec.plots
-        ow = options.overwrite
-        if "geojson" in options.formats:
-            write_geojson(paths["geojson"], plots, overwrite=ow)
-        if "gpkg" in options.formats:
-            write_gpkg(paths["gpkg"], plots, info.crs, overwrite=ow)
-        if "kml" in options.formats:
-            write_kml(paths["kml"], plots, title=f"Poppy plots: {path.name}", overwrite=ow)
-        if "csv" in options.formats:
-            write_csv(paths["csv"], plots, overwrite=ow)
-        if "preview" in options.formats:
-            write_preview(paths["preview"], ds, info, plots, overwrite=ow)
-        timings["export"] = time.perf_counter() - t0
+    timings = {
+        "predict": det.prediction.timings["total"],
+        "vectorize": det.vectorize_s,
+        "export": export_s,
+        "hash_input": hash_s,
+        "total": time.perf_counter() - t_start,
+    }
+    record["timings_s"] = {
+        **{k: round(v, 3) for k, v in timings.items()},
+        "predict_detail": {k: round(v, 3) for k, v in det.prediction.timings.items()},
+        "vectorize_detail": {k: round(v, 3) for k, v in det.result.timings.items()},
+    }
+    write_summary(paths[SUMMARY.name], record, overwrite=options.overwrite)  # last: it marks a finished input
+    return RunResult(path, paths, len(det.plots), det.result.total_area_m2, record)
 
-    t0 = time.perf_counter()
-    input_sha = file_sha256(path)  # reads the whole file: timed on its own
-    timings["hash_input"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
 
-    record: dict[str, Any] = {
+def run_record(
+    path: Path,
+    input_sha: str,
+    spec: ModelSpec,
+    weights_path: str | Path | None,
+    options: RunOptions,
+    info: RasterInfo,
+    det: Detection,
+    cache_bytes: int | None,
+    paths: dict[str, Path],
+) -> dict[str, Any]:
+    """The run record of one input (``STEM.summary.json``): what ran on what, with which settings and result.
+
+    Built before the outputs are written, so every writer can use it; ``timings_s`` is left empty here and
+    filled in once the outputs are out.
+    """
+    pred, vec = det.prediction, det.result
+    return {
         "input": str(path.resolve()),
         "input_sha256": input_sha,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -399,7 +553,7 @@ def _run_staged(
             "default_threshold": spec.threshold,
         },
         "parameters": {
-            **params.to_dict(),
+            **vec.params.to_dict(),
             "tile": pred.tile,
             "overlap": pred.overlap,
             "batch_size": options.batch_size,
@@ -427,14 +581,8 @@ def _run_staged(
             "pieces_before_merge": vec.pieces,
             "dropped_below_min_area": vec.dropped_small,
         },
-        "timings_s": {
-            **{k: round(v, 3) for k, v in timings.items()},
-            "predict_detail": {k: round(v, 3) for k, v in pred.timings.items()},
-            "vectorize_detail": {k: round(v, 3) for k, v in vec.timings.items()},
-        },
+        "timings_s": {},  # filled in by run_one once every output is written
         "outputs": {k: v.name for k, v in paths.items()},
         "software": software_versions(),
         "cuda": torch.cuda.get_device_name(torch.device(pred.device)) if pred.device.startswith("cuda") else None,
     }
-    write_summary(paths["summary"], record, overwrite=options.overwrite)
-    return RunResult(path, paths, len(vec.plots), vec.total_area_m2, record)

@@ -41,7 +41,7 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
-from detect.errors import InputError
+from core.errors import InputError
 from detect.raster import RasterInfo, inspect_raster, open_raster, read_footprint, read_window
 from detect.rasterout import ProbRasterWriter
 from detect.tiling import (

@@ -23,13 +23,14 @@ import numpy as np
 import pyproj
 import rasterio
 from affine import Affine
-from pyproj import Geod, Transformer
+from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from detect.errors import InputError
+from core.errors import InputError
+from core.geodesy import GEOD
 from detect.tiling import window_placement
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "window_ground_size",
 ]
 
-_GEOD = Geod(ellps="WGS84")
 _SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 # Formats of single photos: without georeferencing these are camera frames, not orthomosaics.
 _PHOTO_DRIVERS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "HEIF", "JPEGXL")
@@ -178,8 +178,8 @@ def window_ground_size(crs: CRS, transform: Affine, row: float, col: float) -> t
     x1, y1 = transform @ (col + 1, row)
     x2, y2 = transform @ (col, row + 1)
     (lon0, lon1, lon2), (lat0, lat1, lat2) = to_lonlat.transform([x0, x1, x2], [y0, y1, y2])
-    _, _, dx = _GEOD.inv(lon0, lat0, lon1, lat1)
-    _, _, dy = _GEOD.inv(lon0, lat0, lon2, lat2)
+    _, _, dx = GEOD.inv(lon0, lat0, lon1, lat1)
+    _, _, dy = GEOD.inv(lon0, lat0, lon2, lat2)
     return float(dy), float(dx)
 
 

@@ -21,7 +21,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from detect.errors import InputError
+from core.errors import InputError
 
 __all__ = ["ProbRasterWriter", "prob_to_uint8", "threshold_to_uint8", "uint8_to_prob"]
 

@@ -28,6 +28,24 @@ __all__ = [
 ]
 
 
+def row_strips(height: int, width: int, max_pixels: int) -> list[Window]:
+    """Full-width windows of whole rows, top to bottom, each of at most ``max_pixels`` pixels (at least one row).
+
+    Reading a raster strip by strip bounds memory at ``max_pixels`` whatever its size; strips are full width so
+    each one is a contiguous run of the file's rows.
+
+    Args:
+        height: Raster rows.
+        width: Raster columns.
+        max_pixels: Largest strip, in pixels.
+
+    Returns:
+        The strips; the last one may be shorter.
+    """
+    rows = max(1, min(height, max_pixels // max(1, width)))
+    return [Window(col_off=0, row_off=r, width=width, height=min(rows, height - r)) for r in range(0, height, rows)]
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles covering ``length`` pixels along one axis.
 

@@ -29,7 +29,7 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
-from pyproj import Geod, Transformer
+from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.features import geometry_mask, shapes
 from rasterio.windows import Window
@@ -37,13 +37,13 @@ from shapely import affinity
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.polygon import orient
 
-from detect.errors import InputError
+from core.errors import InputError
+from core.geodesy import geodesic_area_m2
 from detect.raster import open_raster, read_band, window_ground_size
 from detect.rasterout import threshold_to_uint8
+from detect.tiling import row_strips
 
-__all__ = ["Plot", "VectorParams", "VectorizeResult", "geodesic_area_m2", "vectorize"]
-
-_GEOD = Geod(ellps="WGS84")
+__all__ = ["DetectedPlot", "Sweep", "VectorParams", "VectorizeResult", "vectorize", "vectorize_sweep"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class VectorParams:
 
 
 @dataclass
-class Plot:
+class DetectedPlot:
     """One suspected poppy plot.
 
     Attributes:
@@ -140,7 +140,7 @@ class VectorizeResult:
 
     Attributes:
         plots: The plots, ordered by ``plot_id``.
-        crs: The raster's CRS (of :attr:`Plot.geometry`).
+        crs: The raster's CRS (of :attr:`DetectedPlot.geometry`).
         transform: The probability raster's transform.
         gsd_m: Its ground size per pixel in metres ``(row, col)``.
         params: The parameters used.
@@ -149,7 +149,7 @@ class VectorizeResult:
         timings: Seconds per stage: ``polygonise``, ``merge``, ``attributes``, ``total``.
     """
 
-    plots: list[Plot]
+    plots: list[DetectedPlot]
     crs: CRS
     transform: Affine
     gsd_m: tuple[float, float]
@@ -162,14 +162,6 @@ class VectorizeResult:
     def total_area_m2(self) -> float:
         """Summed geodesic area of all plots."""
         return float(sum(p.area_m2 for p in self.plots))
-
-
-def geodesic_area_m2(geom_lonlat: Polygon | MultiPolygon) -> float:
-    """Area on the WGS84 ellipsoid of a lon/lat polygon, holes excluded, in square metres."""
-    area, _ = _GEOD.geometry_area_perimeter(
-        orient(geom_lonlat, sign=1.0) if isinstance(geom_lonlat, Polygon) else geom_lonlat
-    )
-    return abs(float(area))
 
 
 def _disk(radius_px: int) -> np.ndarray:
@@ -303,13 +295,13 @@ def vectorize(
         # Ordered north to south, then west to east, by the centroid's pixel (rounded, so stable).
         candidates.sort(key=lambda c: (round(c[0].centroid.y), round(c[0].centroid.x)))
         digits = max(3, len(str(len(candidates))))
-        plots: list[Plot] = []
+        plots: list[DetectedPlot] = []
         for i, (part, native, lonlat, area) in enumerate(candidates, start=1):
             score_mean, score_max = _scores(ds, part, strip)
             cx, cy = native.centroid.x, native.centroid.y
             lon, lat = to_lonlat.transform(cx, cy)
             plots.append(
-                Plot(
+                DetectedPlot(
                     plot_id=f"P{i:0{digits}d}",
                     geometry=native,
                     geometry_wgs84=lonlat,
@@ -366,3 +358,68 @@ def _scores(ds: rasterio.io.DatasetReader, poly_px: Polygon, chunk_rows: int) ->
         return 0.0, 0.0
     # Decoded as rasterout encodes (v / 255), in float64: a sum over millions of pixels needs the precision.
     return total / count / 255.0, top / 255.0
+
+
+_SCAN_PIXELS = 1 << 22  # pixels per strip when scanning for the highest probability (about 4 M)
+
+
+@dataclass
+class Sweep:
+    """Plots of one probability raster at several thresholds, with the raster's grid.
+
+    Attributes:
+        plots: Plots per threshold, thresholds ascending (see :func:`vectorize_sweep`).
+        height: Rows of the probability raster (the model grid).
+        width: Its columns.
+        transform: Its transform, in the orthomosaic's CRS.
+        crs: Its CRS.
+    """
+
+    plots: dict[float, list[DetectedPlot]]
+    height: int
+    width: int
+    transform: Affine
+    crs: CRS
+
+
+def vectorize_sweep(
+    prob_path: str | Path,
+    params: VectorParams,
+    thresholds: tuple[float, ...],
+    *,
+    source: str = "",
+    model_name: str = "",
+) -> Sweep:
+    """Plots of a probability raster at each of several thresholds (validation's threshold sweep).
+
+    The raster is vectorised once per threshold with ``params`` (its threshold replaced). One strip-by-strip scan
+    finds the highest probability first: thresholds above it give no plot and are not vectorised.
+
+    Args:
+        prob_path: ``uint8`` probability GeoTIFF, as :func:`vectorize` takes.
+        params: Clean-up and minimum-area settings; the threshold is replaced by each of ``thresholds``.
+        thresholds: Thresholds in (0, 1), ascending.
+        source: Input file name recorded on every plot.
+        model_name: Model name recorded on every plot.
+
+    Returns:
+        A :class:`Sweep`.
+
+    Raises:
+        InputError: If the raster is not a probability raster.
+    """
+    with open_raster(prob_path) as prob:
+        if prob.count != 1 or prob.crs is None:
+            raise InputError(f"{prob_path}: not a probability raster (one band with a CRS)")
+        height, width, transform, crs = prob.height, prob.width, prob.transform, prob.crs
+        top = 0
+        for win in row_strips(height, width, _SCAN_PIXELS):
+            top = max(top, int(prob.read(1, window=win).max()))
+    plots: dict[float, list[DetectedPlot]] = {}
+    for t in thresholds:
+        if top / 255.0 < t:
+            plots[t] = []  # nothing reaches the threshold: vectorize would find nothing
+            continue
+        res = vectorize(prob_path, dataclasses.replace(params, threshold=t), source=source, model_name=model_name)
+        plots[t] = res.plots
+    return Sweep(plots=plots, height=height, width=width, transform=transform, crs=crs)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from detect.errors import InputError
+from core.errors import InputError
+from core.files import file_sha256, write_aside
 from models.plotnet import JudgeSpec
 from models.registry import build_model, list_models
 
@@ -33,7 +33,6 @@ __all__ = [
     "TransferReport",
     "data_hash",
     "default_weights_path",
-    "file_sha256",
     "load_checkpoint",
     "load_judge",
     "load_pretrained_into",
@@ -106,15 +105,6 @@ def default_weights_path() -> Path:
     return _WEIGHTS_DIR / DEFAULT_WEIGHTS
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks (orthomosaics can be many gigabytes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def data_hash(paths: Iterable[str | Path]) -> str:
     """SHA-256 over a training data list: file names, sizes and modification-independent content digests.
 
@@ -174,17 +164,8 @@ def save_checkpoint(
         payload["judge"] = {**_plain(judge_spec.to_dict()), "state_dict": judge_state}
     if extra is not None:
         payload["extra"] = _plain(extra) if not isinstance(extra, dict) else extra
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600); a checkpoint is an ordinary file
+    with write_aside(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read(path: Path, map_location: str | torch.device) -> dict:

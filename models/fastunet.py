@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detect.errors import InputError
+from core.errors import InputError
 from models.common import ConvBNAct, PadToMultiple
 from models.registry import register_model
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from detect.errors import InputError
+from core.errors import InputError
 from models.common import ConvBNAct
 
 __all__ = ["JUDGE_ARCHS", "JudgeSpec", "PlotNet", "build_judge"]

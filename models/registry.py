@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from detect.errors import InputError
+from core.errors import InputError
 
 __all__ = ["build_model", "list_models", "register_model"]
 

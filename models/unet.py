@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from detect.errors import InputError
+from core.errors import InputError
 from models.common import ConvBNAct, PadToMultiple
 from models.registry import register_model
 

@@ -16,9 +16,9 @@ from affine import Affine
 from rasterio.crs import CRS
 from torch.utils.data import DataLoader
 
+from core.errors import InputError
 from datasets.chips import ChipDataset, ChipSource, sources_from_folder
 from datasets.transforms import Compose, RandomFlip, RandomRot90
-from detect.errors import InputError
 
 UTM = CRS.from_epsg(32650)
 ORIGIN = (500000.0, 4400000.0)
@@ -404,7 +404,7 @@ def test_hard_chips_are_deterministic_and_reach_dataloader_workers(scene):
     expected = [ds[i] for i in range(8)]
     again = [ds[i] for i in reversed(range(8))][::-1]  # any order: item i depends on (seed, epoch, i) only
     assert all(torch.equal(a[0], b[0]) for a, b in zip(expected, again, strict=True))
-    # A fresh, non-persistent loader (as models.training.epoch_loader builds each epoch) hands the workers a copy
+    # A fresh, non-persistent loader (as training.loop.epoch_loader builds each epoch) hands the workers a copy
     # of the dataset taken when it is iterated: hard negatives set before then are seen there.
     loader = DataLoader(ds, batch_size=4, num_workers=2)
     images = torch.cat([b[0] for b in loader])

@@ -1,4 +1,4 @@
-"""Plot-level validation (detect/evaluate.py) on hand-made probability rasters with known answers."""
+"""Plot-level validation (training/evaluate.py and its rules) on hand-made probability rasters with known answers."""
 
 from __future__ import annotations
 
@@ -14,23 +14,13 @@ import torch
 from affine import Affine
 from torch import nn
 
-from detect.errors import InputError
-from detect.evaluate import (
-    DEFAULT_THRESHOLDS,
-    EvalGrid,
-    Scene,
-    choose_threshold,
-    evaluate_plot_files,
-    evaluate_plots,
-    evaluate_prob_raster,
-    evaluate_scenes,
-    gsd_bin,
-    hold_out,
-    scenes_from_folder,
-    summarise,
-)
+from core.errors import InputError
+from datasets.labelled import LabelledScene, hold_out, scenes_from_folder
 from detect.vectorize import VectorParams
 from models.checkpoint import ModelSpec
+from training.evaluate import evaluate_plot_files, evaluate_plots, evaluate_prob_raster, evaluate_scenes
+from training.pixels import EvalGrid
+from training.report import DEFAULT_THRESHOLDS, choose_threshold, gsd_bin, summarise
 
 UTM = "EPSG:32650"
 X0, Y0 = 500000.0, 4000000.0  # top-left corner of every hand-made raster
@@ -114,14 +104,14 @@ def make_scene(
     stages=None,
     sidecar: dict | None = None,
     red=None,
-) -> Scene:
+) -> LabelledScene:
     write_raster(tmp_path / f"{name}.tif", alpha=alpha, red=red)
     write_polygons(tmp_path / f"{name}.geojson", labels, stages)
     if aoi is not None:
         write_polygons(tmp_path / f"{name}.aoi.geojson", [aoi])
     if sidecar is not None:
         (tmp_path / f"{name}.json").write_text(json.dumps(sidecar))
-    return Scene.from_raster(tmp_path / f"{name}.tif")
+    return LabelledScene.from_raster(tmp_path / f"{name}.tif")
 
 
 def prob_with(*boxes: tuple[tuple[float, float, float, float], int]) -> np.ndarray:
@@ -188,7 +178,7 @@ def test_big_field_found_by_half_a_square_metre(tmp_path: Path) -> None:
     ],
 )
 def test_blob_over_the_field_is_not_a_detection(tmp_path: Path, monkeypatch, spill_area_m2: float, true: bool) -> None:
-    monkeypatch.setattr("detect.evaluate.SPILL_AREA_M2", spill_area_m2)
+    monkeypatch.setattr("training.matching.SPILL_AREA_M2", spill_area_m2)
     scene = make_scene(tmp_path, "blob", [ground(4, 4, 5, 5)])
     c = evaluate_plots(scene, {0.5: [ground(0.5, 0.5, 9.5, 9.5)]}, EvalGrid(N, N, Affine(GSD, 0, X0, 0, -GSD, Y0)))
     c = c.counts[0]
@@ -418,7 +408,7 @@ def test_geographic_raster_areas_are_in_square_metres(tmp_path: Path) -> None:
     with rasterio.open(tmp_path / "geo.prob.tif", "w", count=1, **profile) as ds:
         ds.write(prob_with((FALSE, 255)), 1)
     (tmp_path / "geo.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
-    report = summarise([evaluate_prob_raster(Scene.from_raster(tmp_path / "geo.tif"), tmp_path / "geo.prob.tif",
+    report = summarise([evaluate_prob_raster(LabelledScene.from_raster(tmp_path / "geo.tif"), tmp_path / "geo.prob.tif",
                                              thresholds=[0.5], params=EXACT)])  # fmt: skip
     c = report.chosen
     assert c["preds"] == 1 and c["fp_area_m2"] == pytest.approx(4.0, rel=0.01)

@@ -17,22 +17,26 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import shape
 
-from detect.errors import InputError
+from core.errors import InputError
 from detect.export import (
     ALL_FORMATS,
     CSV_COLUMNS,
+    FORMATS,
     KML_NS,
+    ExportContext,
+    OutputFormat,
     output_paths,
     parse_formats,
     write_csv,
     write_geojson,
     write_gpkg,
     write_kml,
+    write_outputs,
     write_preview,
     write_summary,
 )
 from detect.raster import inspect_raster, open_raster
-from detect.vectorize import Plot, VectorParams, vectorize
+from detect.vectorize import DetectedPlot, VectorParams, vectorize
 
 GSD = 0.05
 UTM = CRS.from_epsg(32650)
@@ -41,7 +45,7 @@ K = f"{{{KML_NS}}}"
 
 
 @pytest.fixture(scope="module")
-def plots(tmp_path_factory: pytest.TempPathFactory) -> list[Plot]:
+def plots(tmp_path_factory: pytest.TempPathFactory) -> list[DetectedPlot]:
     """Two plots from a hand-made probability raster: a ring with a 2 m x 2 m hole, and a square."""
     a = np.zeros((120, 120), dtype=np.uint8)
     a[10:70, 10:70] = 230
@@ -68,7 +72,7 @@ def ortho(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_geojson_rfc7946(tmp_path: Path, plots: list[Plot]) -> None:
+def test_geojson_rfc7946(tmp_path: Path, plots: list[DetectedPlot]) -> None:
     path = write_geojson(tmp_path / "s.geojson", plots)
     doc = json.loads(path.read_text())
     assert doc["type"] == "FeatureCollection" and "crs" not in doc
@@ -93,7 +97,7 @@ def test_geojson_rfc7946(tmp_path: Path, plots: list[Plot]) -> None:
     assert fields[names.index("source")][0] == "site.tif"
 
 
-def test_gpkg_native_crs(tmp_path: Path, plots: list[Plot]) -> None:
+def test_gpkg_native_crs(tmp_path: Path, plots: list[DetectedPlot]) -> None:
     path = write_gpkg(tmp_path / "s.gpkg", plots, UTM)
     meta, _, geoms, fields = pyogrio.raw.read(path, layer="plots")
     assert CRS.from_user_input(meta["crs"]) == UTM
@@ -107,7 +111,7 @@ def test_gpkg_native_crs(tmp_path: Path, plots: list[Plot]) -> None:
     assert g.bounds[0] == pytest.approx(500000.0 + 80 * GSD)
 
 
-def test_kml_placemarks_lon_lat(tmp_path: Path, plots: list[Plot]) -> None:
+def test_kml_placemarks_lon_lat(tmp_path: Path, plots: list[DetectedPlot]) -> None:
     path = write_kml(tmp_path / "s.kml", plots, title="Poppy plots: site.tif")
     root = ET.parse(path).getroot()
     assert root.tag == f"{K}kml"
@@ -131,7 +135,7 @@ def test_kml_placemarks_lon_lat(tmp_path: Path, plots: list[Plot]) -> None:
     assert polys[0].find(f"{K}styleUrl").text == "#plot"
 
 
-def test_csv_columns(tmp_path: Path, plots: list[Plot]) -> None:
+def test_csv_columns(tmp_path: Path, plots: list[DetectedPlot]) -> None:
     path = write_csv(tmp_path / "s.csv", plots)
     rows = list(csv.DictReader(path.open()))
     assert tuple(rows[0].keys()) == CSV_COLUMNS
@@ -143,7 +147,7 @@ def test_csv_columns(tmp_path: Path, plots: list[Plot]) -> None:
 
 
 @pytest.mark.parametrize(("max_side", "shape_"), [(2000, (120, 120)), (60, (60, 60))])
-def test_preview(tmp_path: Path, ortho: Path, plots: list[Plot], max_side: int, shape_: tuple) -> None:
+def test_preview(tmp_path: Path, ortho: Path, plots: list[DetectedPlot], max_side: int, shape_: tuple) -> None:
     with open_raster(ortho) as ds:
         path = write_preview(tmp_path / "s.preview.jpg", ds, inspect_raster(ds), plots, max_side=max_side)
     img = cv2.imread(str(path))
@@ -174,7 +178,7 @@ def test_empty_outputs_are_valid(tmp_path: Path, ortho: Path) -> None:
     assert cv2.imread(str(pv)).shape == (120, 120, 3)
 
 
-def test_no_overwrite_without_flag(tmp_path: Path, plots: list[Plot]) -> None:
+def test_no_overwrite_without_flag(tmp_path: Path, plots: list[DetectedPlot]) -> None:
     path = write_csv(tmp_path / "s.csv", plots)
     before = path.read_text()
     writers = [
@@ -227,3 +231,23 @@ def test_output_paths() -> None:
         "prob": "site.prob.tif",
         "summary": "site.summary.json",
     }
+
+
+def test_formats_table_order_and_a_new_entry(
+    tmp_path: Path, plots: list[DetectedPlot], ortho: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table is the --formats order; a new output is one entry, and it sees the run record built first."""
+    assert ALL_FORMATS == ("geojson", "gpkg", "kml", "csv", "prob", "preview")
+
+    def report(path: Path, ctx: ExportContext) -> Path:
+        path.write_text(f"{ctx.record['run']}: {len(ctx.plots)} plots from {ctx.source.name}\n")
+        return path
+
+    monkeypatch.setitem(FORMATS, "report", OutputFormat("report", ".report.txt", report))
+    paths = output_paths(tmp_path, "site", ("csv", "prob", "report"))
+    with open_raster(ortho) as ds:
+        ctx = ExportContext(source=ortho, ds=ds, info=inspect_raster(ds), plots=plots, record={"run": "r1"})
+        write_outputs(paths, ("csv", "prob", "report"), ctx)
+    # prob has no writer here (streamed while predicting); the summary is the caller's, last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site.csv", "site.report.txt"]
+    assert (tmp_path / "site.report.txt").read_text() == f"r1: {len(plots)} plots from {ortho.name}\n"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import InputError
 from datasets.labels import read_labels
-from detect.errors import InputError
-from detect.inputs import check_training_folder
+from datasets.training_folder import check_training_folder
 from infer import main, parse_args
 from tests.bad_input_cases import tiny_checkpoint, write_tif
 from tests.fuzz_cases import labelled_folder, mutate

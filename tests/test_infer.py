@@ -15,9 +15,10 @@ import torch
 from affine import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
+from core.files import file_sha256
 from infer import main, parse_args
 from models import build_model
-from models.checkpoint import ModelSpec, file_sha256, save_checkpoint
+from models.checkpoint import ModelSpec, save_checkpoint
 
 GSD = 0.03
 ARCH_ARGS = {"base_channels": 8, "depth": 2}

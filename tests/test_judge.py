@@ -13,8 +13,8 @@ import torch
 from affine import Affine
 from shapely.geometry import box
 
+from core.errors import InputError
 from datasets.chips import ChipSource
-from detect.errors import InputError
 from detect.judge import (
     calibrate,
     chip_centres,

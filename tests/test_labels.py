@@ -17,6 +17,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
+from core.errors import InputError
 from datasets.labels import (
     IGNORE,
     LabelSet,
@@ -25,7 +26,6 @@ from datasets.labels import (
     rasterize_window,
     read_labels,
 )
-from detect.errors import InputError
 
 UTM = CRS.from_epsg(32650)  # UTM zone 50N (north China)
 ORIGIN = (500000.0, 4400000.0)  # top-left corner of the test raster in UTM metres

@@ -1,4 +1,4 @@
-"""Hard-negative mining (detect/mining.py) with a colour-rule 'model' that fires exactly on red squares."""
+"""Hard-negative mining (training/mining.py) with a colour-rule 'model' that fires exactly on red squares."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from affine import Affine
 from rasterio.crs import CRS
 from torch import nn
 
+from core.errors import InputError
 from datasets.chips import ChipDataset, ChipSource
-from detect.errors import InputError
-from detect.mining import MiningResult, mine_hard_negatives
 from detect.raster import window_ground_size
 from models.checkpoint import ModelSpec
+from training.mining import MiningResult, mine_hard_negatives
 
 N = 160  # pixels a side
 GSD = 0.03  # 4.8 m x 4.8 m
@@ -128,7 +128,7 @@ def test_aoi_limits_the_hard_negatives(tmp_path):
 
 def test_a_model_without_false_alarms_mines_nothing(tmp_path, caplog):
     source = scene(tmp_path, red=[LABEL])  # red only on the label: every plot is true
-    with caplog.at_level(logging.INFO, logger="detect.mining"):
+    with caplog.at_level(logging.INFO, logger="training.mining"):
         mined = mine_hard_negatives(RedRule(), SPEC, [source, source], work_dir=tmp_path / "mine")
     assert list(mined) == [[], []]
     assert (mined.hard_count, mined.area_m2) == (0, 0.0)

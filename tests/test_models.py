@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from detect.errors import InputError
+from core.errors import InputError
 from models import build_model, list_models
 from models.checkpoint import (
     ModelSpec,

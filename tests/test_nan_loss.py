@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detect.errors import InputError
-from models.training import make_optimizer, train_one_epoch, warmup_cosine
+from core.errors import InputError
+from training.loop import make_optimizer, train_one_epoch, warmup_cosine
 
 
 def test_nan_loss_stops_before_the_update() -> None:

@@ -13,7 +13,7 @@ import torch
 from affine import Affine
 from torch import nn
 
-from detect.errors import InputError
+from core.errors import InputError
 from detect.predict import check_gsd, gsd_ratio, model_grid, predict_raster, resolve_device
 from detect.raster import RasterInfo, inspect_raster, open_raster
 from models.checkpoint import ModelSpec

@@ -16,6 +16,7 @@ from affine import Affine
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
+from core.errors import InputError
 from datasets.public import (
     AgricultureVision,
     LandCoverAI,
@@ -30,10 +31,9 @@ from datasets.public import (
 )
 from datasets.public.agriculture_vision import CLASSES_2020, CLASSES_2021
 from datasets.scene.items import LANDCOVER
-from detect.errors import InputError
-from detect.evaluate import ClassReport, class_iou, confusion_matrix
 from models import build_model
 from models.checkpoint import ModelSpec, load_pretrained_into, save_checkpoint
+from training.classes import ClassReport, class_iou, confusion_matrix
 
 RGB = (200, 120, 40)  # distinct per channel, so a swapped band order shows
 NIR = 90

@@ -9,7 +9,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from detect.errors import InputError
+from core.errors import InputError
 from detect.raster import inspect_raster, open_raster, read_band, read_footprint, read_window
 
 

@@ -14,13 +14,14 @@ from affine import Affine
 from pyproj import Geod, Transformer
 from shapely.geometry import Point, Polygon, shape
 
+from core.errors import InputError
+from core.files import file_sha256
 from datasets import synthetic
 from datasets.scene import noise
 from datasets.scene.context import Box
 from datasets.scene.items import LC
 from datasets.scene.rasterize import polygon_mask
 from datasets.scene.render import render_window
-from detect.errors import InputError
 from detect.raster import window_ground_size
 
 GEOD = Geod(ellps="WGS84")
@@ -50,7 +51,7 @@ def test_same_seed_gives_identical_files(tmp_path, poppy_scene):
         tmp_path, "s", POPPY_SEED, size=SIZE, gsd_m=0.05, stage="flowering", landcover=True, poppy_prob=1.0, window=256
     )
     for key in ("image", "landcover", "labels", "sidecar"):
-        assert synthetic.file_sha256(again[key]) == synthetic.file_sha256(poppy_scene[key]), key
+        assert file_sha256(again[key]) == file_sha256(poppy_scene[key]), key
 
 
 def test_different_seed_gives_different_pixels(tmp_path, poppy_scene):

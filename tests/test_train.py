@@ -16,9 +16,9 @@ import shapely
 import torch
 from affine import Affine
 
-import models.trainer
-import models.training
 import train
+import training.loop
+import training.trainer
 from models.checkpoint import load_checkpoint, load_training_state
 
 UTM = "EPSG:32650"
@@ -111,7 +111,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(data: Path, tmp_p
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     assert run("--data", data, "--out", straight, "--epochs", "2", *FAST) == 0
 
-    real = models.training.train_one_epoch
+    real = training.loop.train_one_epoch
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -124,14 +124,14 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(data: Path, tmp_p
             kwargs["step_hook"] = stop
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(models.training, "train_one_epoch", interrupted)
+    monkeypatch.setattr(training.loop, "train_one_epoch", interrupted)
     assert run("--data", data, "--out", broken, "--epochs", "2", *FAST) == 130
     assert load_training_state(broken / "last.pt")["epoch"] == 1 and len(log_rows(broken)) == 1
     mid = torch.load(broken / "last.pt", weights_only=True)["state_dict"]
     # as if the crash came after epoch 2 was logged but before its checkpoint was saved: the row must go
     with open(broken / "log.csv", "a") as f:
         f.write("2,9.9,0.1,1,1,0.5,0,0,0,0,0,1\n")
-    monkeypatch.setattr(models.training, "train_one_epoch", real)
+    monkeypatch.setattr(training.loop, "train_one_epoch", real)
     assert run("--out", broken, "--resume", "--quiet") == 0
 
     a = torch.load(straight / "last.pt", weights_only=True)["state_dict"]
@@ -263,7 +263,7 @@ def test_pretrain_on_land_cover_then_init_transfers_the_encoder(data: Path, tmp_
     # --init from it: the same network with a 1-logit head; everything but the head is the pretrained tensors
     s = train.resolve_settings(train.parse_args(["--data", str(data), "--init", str(pre / "best.pt"),
                                                  "--out", str(tmp_path / "p"), "--quiet"]))  # fmt: skip
-    poppy, pspec = models.trainer.build_model_and_spec(s, tmp_path / "p", resume=False)
+    poppy, pspec = training.trainer.build_model_and_spec(s, tmp_path / "p", resume=False)
     assert pspec.classes == ("background", "poppy") and pspec.num_outputs == 1 and pspec.arch_args == spec.arch_args
     a, b = poppy.state_dict(), model.state_dict()
     assert torch.equal(a["net.inc.0.0.weight"], b["net.inc.0.0.weight"])
@@ -296,13 +296,13 @@ def test_negatives_from_a_public_set_are_mixed_into_poppy_chips(data: Path, tmp_
     root = tmp_path / "LoveDA"
     write_loveda(root, "Train", "Rural", "1366")
     seen = {}
-    real = models.trainer.with_negatives
+    real = training.trainer.with_negatives
 
     def spy(chips, s, gsd_m):
         seen["result"] = real(chips, s, gsd_m)
         return seen["result"]
 
-    monkeypatch.setattr(models.trainer, "with_negatives", spy)
+    monkeypatch.setattr(training.trainer, "with_negatives", spy)
     out = tmp_path / "neg"
     argv = ["--data", data, "--negatives", f"loveda-rural:{root}", "--negative-share", "0.5", "--out", out]
     assert run(*argv, "--epochs", "1", *FAST) == 0
@@ -344,14 +344,14 @@ def test_hard_negatives_are_mined_before_later_epochs_and_a_resume_draws_the_sam
     hard = ["--hard-negatives", "0.6", "--mine-every", "2", "--positive-fraction", "0.3"]
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     mined_at: list[int] = []
-    real_mine = models.trainer.mine_hard_negatives
+    real_mine = training.trainer.mine_hard_negatives
 
     def spy(*args, **kwargs):
         result = real_mine(*args, **kwargs)
         mined_at.append(result.hard_count)
         return result
 
-    monkeypatch.setattr(models.trainer, "mine_hard_negatives", spy)
+    monkeypatch.setattr(training.trainer, "mine_hard_negatives", spy)
     assert run("--data", data, "--out", straight, "--epochs", "4", *hard, *FAST) == 0
     assert len(mined_at) == 1  # before epoch 3 only: not before the first epoch of a new network, then every 2
     record = json.loads((straight / "hard_negatives.json").read_text())
@@ -359,7 +359,7 @@ def test_hard_negatives_are_mined_before_later_epochs_and_a_resume_draws_the_sam
     assert sum(len(s["geoms"]) for s in record["sources"]) == mined_at[-1] > 0  # the young model has false alarms
     assert json.loads((straight / "settings.json").read_text())["hard_negatives"] == 0.6
 
-    real = models.training.train_one_epoch
+    real = training.loop.train_one_epoch
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -372,9 +372,9 @@ def test_hard_negatives_are_mined_before_later_epochs_and_a_resume_draws_the_sam
             kwargs["step_hook"] = stop
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(models.training, "train_one_epoch", interrupted)
+    monkeypatch.setattr(training.loop, "train_one_epoch", interrupted)
     assert run("--data", data, "--out", broken, "--epochs", "4", *hard, *FAST) == 130
-    monkeypatch.setattr(models.training, "train_one_epoch", real)
+    monkeypatch.setattr(training.loop, "train_one_epoch", real)
     assert run("--out", broken, "--resume", "--quiet") == 0
     a = torch.load(straight / "last.pt", weights_only=True)["state_dict"]
     b = torch.load(broken / "last.pt", weights_only=True)["state_dict"]

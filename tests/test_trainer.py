@@ -1,4 +1,4 @@
-"""models.trainer.fit with stand-in updates and validation: best epoch by the score tuple, validation cadence, resume.
+"""training.trainer.fit with stand-in updates and validation: best epoch by the score tuple, validation cadence, resume.
 
 The updates themselves (and fit's real validations) are exercised end to end in tests/test_train.py.
 """
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import models.training
+import training.loop
 from models import build_model
 from models.checkpoint import ModelSpec, load_checkpoint, load_training_state
 from models.losses import DiceFocalLoss
-from models.trainer import Best, Validation, fit
-from models.training import CsvLog, EpochStats, make_optimizer, warmup_cosine
+from training.loop import CsvLog, EpochStats, make_optimizer, warmup_cosine
+from training.trainer import Best, Validation, fit
 
 FIELDS = ("epoch", "loss", "val_fake", "best")
 
@@ -43,7 +43,7 @@ def no_updates(monkeypatch: pytest.MonkeyPatch) -> None:
     def epoch(model, batches, criterion, optimizer, scheduler, device, prepare, **kw) -> EpochStats:
         return EpochStats(loss=0.5, chips=len(batches.dataset), seconds=1.0, lr=optimizer.param_groups[0]["lr"])
 
-    monkeypatch.setattr(models.training, "train_one_epoch", epoch)
+    monkeypatch.setattr(training.loop, "train_one_epoch", epoch)
 
 
 def run_fit(out: Path, scores: dict[int, tuple[float, ...]], epochs: int, val_every: int = 1, **kw) -> tuple:

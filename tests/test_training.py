@@ -11,7 +11,7 @@ import torch
 from models import build_model
 from models.checkpoint import ModelSpec, load_training_state, save_checkpoint
 from models.losses import DiceFocalLoss, MultiClassDiceCELoss
-from models.training import make_optimizer, restore_training_state, training_state, warmup_cosine
+from training.loop import make_optimizer, restore_training_state, training_state, warmup_cosine
 
 
 def test_dice_focal_ignores_ignored_pixels() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import InputError
 from datasets.transforms import (
     Compose,
     Exposure,
@@ -18,7 +19,6 @@ from datasets.transforms import (
     WhiteBalance,
     train_augment,
 )
-from detect.errors import InputError
 
 
 def asymmetric_pair(h: int = 12, w: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,8 +10,9 @@ import rasterio
 from affine import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from detect.errors import InputError
-from detect.vectorize import VectorParams, geodesic_area_m2, vectorize
+from core.errors import InputError
+from core.geodesy import geodesic_area_m2
+from detect.vectorize import VectorParams, vectorize
 
 GSD = 0.05  # metres per pixel of the hand-made rasters: 20 px = 1 m
 UTM = "EPSG:32650"  # central meridian 117 E; easting 500000 is on it

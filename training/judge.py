@@ -2,7 +2,7 @@
 
 The first-stage model is run over every training and validation orthomosaic through the inference path at its
 own (recall-first) threshold. Each candidate plot it proposes is matched to the labels by the validation rule
-(:mod:`detect.evaluate`): true when it lies on labels, false otherwise. The judge (:mod:`models.plotnet`) learns
+(:mod:`training.matching`): true when it lies on labels, false otherwise. The judge (:mod:`models.plotnet`) learns
 on chips of three kinds, drawn afresh each epoch and reproducible from the seed:
 
 * positives: true candidates, and every labelled plot with its own outline (so plots the first stage outlines
@@ -41,10 +41,9 @@ from shapely.geometry.base import BaseGeometry
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from core.errors import InputError
 from datasets.chips import ChipSource
 from datasets.transforms import train_augment
-from detect.errors import InputError
-from detect.evaluate import FOUND_AREA_M2, FOUND_FRACTION, MAX_SPILL, SPILL_AREA_M2
 from detect.judge import (
     calibrate,
     choose_operating_points,
@@ -53,10 +52,11 @@ from detect.judge import (
     read_judge_chip,
     score_plots,
 )
-from detect.predict import predict_raster
-from detect.vectorize import VectorParams, vectorize
+from detect.pipeline import detect_plots
+from detect.vectorize import VectorParams
 from models.checkpoint import ModelSpec
 from models.plotnet import JudgeSpec
+from training.matching import FOUND_AREA_M2, FOUND_FRACTION, MAX_SPILL, SPILL_AREA_M2
 
 __all__ = [
     "Candidate",
@@ -109,14 +109,10 @@ def propose(
     batch_size: int = 8,
 ) -> list[tuple[BaseGeometry, float]]:
     """The first stage's candidate plots on one orthomosaic: ``(polygon in its CRS, geodesic area m2)``."""
-    prob_path = work_dir / "proposal.prob.tif"
-    predict_raster(
-        source.path, model, spec, prob_path=prob_path, device=device, batch_size=batch_size, progress=False,
-        overwrite=True,
-    )  # fmt: skip
     params = VectorParams(threshold=threshold, min_area_m2=min_area_m2)
-    plots = vectorize(prob_path, params, source=Path(source.path).name).plots
-    prob_path.unlink()
+    plots = detect_plots(
+        source.path, model, spec, params, temp_dir=work_dir, device=device, batch_size=batch_size
+    ).plots  # fmt: skip
     return [(p.geometry, p.area_m2) for p in plots]
 
 

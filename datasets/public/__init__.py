@@ -22,13 +22,13 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
+from core.errors import InputError
 from datasets.public.agriculture_vision import AgricultureVision
 from datasets.public.base import PublicDataset, PublicTile, TileRead
 from datasets.public.chips import MixedChipDataset, PublicChip, PublicChipDataset, pretraining_split
 from datasets.public.landcoverai import LandCoverAI
 from datasets.public.loveda import LoveDA
 from datasets.public.synthetic_landcover import SyntheticLandcover
-from detect.errors import InputError
 
 __all__ = [
     "PUBLIC_DATASETS",

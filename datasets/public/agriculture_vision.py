@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
+from core.errors import InputError
 from datasets.public.base import IGNORE, SPLITS, PublicDataset, PublicTile, TileRead, read_image, read_layer
-from detect.errors import InputError
 
 __all__ = ["CLASSES_2020", "CLASSES_2021", "AgricultureVision"]
 

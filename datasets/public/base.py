@@ -36,8 +36,8 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from core.errors import InputError
 from datasets.labels import IGNORE
-from detect.errors import InputError
 from detect.tiling import window_placement
 
 __all__ = [

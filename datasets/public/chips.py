@@ -28,10 +28,11 @@ import torch
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
+from core.errors import InputError
 from datasets.chips import EpochChips
+from datasets.labelled import hold_out
 from datasets.labels import IGNORE
 from datasets.public.base import PublicDataset, PublicTile
-from detect.errors import InputError
 
 __all__ = ["LABEL_KINDS", "MixedChipDataset", "PublicChip", "PublicChipDataset", "pretraining_split"]
 
@@ -248,7 +249,7 @@ def pretraining_split(
 
     The data set's own ``val`` split when it is on disk with labels; otherwise whole groups (fields, orthophotos,
     scenes) of the ``train`` split are held out, ``max(1, round(fraction * groups))`` of them chosen by ``seed``
-    (the same rule as :func:`detect.evaluate.hold_out` for orthomosaics).
+    (the same rule as :func:`datasets.labelled.hold_out` for orthomosaics).
 
     Returns:
         ``(train_tiles, val_tiles, rule)``, ``rule`` saying in words how the split was made.
@@ -256,7 +257,6 @@ def pretraining_split(
     Raises:
         InputError: If the data set has no labelled training split or too few groups to hold one out.
     """
-    from detect.evaluate import hold_out
 
     labelled = dataset.labelled_splits()
     if "train" not in labelled:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from rasterio.windows import Window
 
+from core.errors import InputError
 from datasets.public.base import IGNORE, PublicDataset, PublicTile, TileRead, class_lut, read_image, read_layer
-from detect.errors import InputError
 from detect.raster import inspect_raster, open_raster
 
 __all__ = ["CLASSES", "LandCoverAI"]

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from rasterio.windows import Window
 
+from core.errors import InputError
 from datasets.labels import LANDCOVER_SUFFIX
 from datasets.public.base import IGNORE, PublicDataset, PublicTile, TileRead, class_lut, read_image, read_layer
 from datasets.scene.items import LANDCOVER
-from detect.errors import InputError
 from detect.raster import inspect_raster, open_raster
 
 __all__ = ["SyntheticLandcover"]

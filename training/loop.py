@@ -1,6 +1,6 @@
 """The training engine: optimiser and schedule, one epoch of updates, and exact resumption.
 
-``models/trainer.py`` wires data, this engine and validation together. Everything a resumed run needs to continue
+``training/trainer.py`` wires data, this engine and validation together. Everything a resumed run needs to continue
 exactly (model, optimiser, scheduler, every random generator, the epoch) is captured by
 :func:`training_state` and restored by :func:`restore_training_state`; the chip sampler itself is seeded per
 ``(seed, epoch, index)``, so an epoch replayed after an interruption draws the same chips.
@@ -25,7 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from detect.errors import InputError
+from core.errors import InputError
+from core.files import write_aside
 
 __all__ = [
     "CsvLog",
@@ -257,12 +258,10 @@ class CsvLog:
         """Drop rows after ``last_epoch``: a run interrupted after logging an epoch but before saving its
         checkpoint replays that epoch on resume, and must not log it twice."""
         keep = [r for r in self.rows() if int(r["epoch"]) <= last_epoch]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with write_aside(self.path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.fields)
             writer.writeheader()
             writer.writerows({k: r.get(k, "") for k in self.fields} for r in keep)
-        os.replace(tmp, self.path)
 
     def append(self, row: dict[str, object]) -> None:
         """Append one row (flushed to disk, so a crash loses at most the epoch in progress)."""

@@ -28,13 +28,13 @@ from typing import Any
 import torch
 from torch import nn
 
-import models.training as training  # looked up at call time: tests interrupt train_one_epoch through it
+import training.loop as loop  # looked up at call time: tests interrupt train_one_epoch through it
+from core.errors import InputError
+from core.files import write_aside
 from datasets.chips import ChipDataset, ChipSource
+from datasets.labelled import LabelledScene, hold_out, scenes_from_folder
 from datasets.public import MixedChipDataset, PublicChipDataset, open_public, pretraining_split
 from datasets.transforms import train_augment
-from detect.errors import InputError
-from detect.evaluate import DEFAULT_THRESHOLDS, Scene, evaluate_chips, evaluate_scenes, hold_out, scenes_from_folder
-from detect.mining import MiningResult, mine_hard_negatives
 from detect.predict import resolve_device
 from models.checkpoint import (
     ModelSpec,
@@ -47,6 +47,10 @@ from models.checkpoint import (
 )
 from models.losses import DiceFocalLoss, MultiClassDiceCELoss
 from models.registry import build_model
+from training.classes import evaluate_chips
+from training.evaluate import evaluate_scenes
+from training.mining import MiningResult, mine_hard_negatives
+from training.report import DEFAULT_THRESHOLDS
 
 __all__ = [
     "LOG_FIELDS",
@@ -125,7 +129,7 @@ def _start(s: Settings, out: Path) -> torch.device:
         # The DataLoader workers take a core each; the model's threads get the rest.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - s["workers"]))
     out.mkdir(parents=True, exist_ok=True)
-    training.seed_everything(s["seed"])  # before the network is built: the initial weights follow the seed
+    loop.seed_everything(s["seed"])  # before the network is built: the initial weights follow the seed
     return device
 
 
@@ -146,7 +150,7 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
     model, spec = build_model_and_spec(s, out, resume)
     (out / "settings.json").write_text(json.dumps(s, indent=2))
     model.to(device)
-    sources = [ChipSource(x.raster, x.labels, x.aoi) for x in train_scenes]
+    sources = [ChipSource.from_scene(x) for x in train_scenes]
     files = [p for x in train_scenes for p in (x.raster, x.labels, x.aoi) if p is not None]
     spec = dataclasses.replace(spec, data_hash=data_hash(files))
     dataset = ChipDataset(
@@ -167,7 +171,7 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
         spec = dataclasses.replace(spec, data_hash=data_hash_of(spec.data_hash, negatives_hash))
         say(f"negatives: {s['negative_share']:.0%} of the chips from {described}")
     optimizer, scheduler, total_steps = _optimiser(model, s)
-    log = training.CsvLog(out / "log.csv", LOG_FIELDS)
+    log = loop.CsvLog(out / "log.csv", LOG_FIELDS)
     start, best = _resume_state(resume, out, optimizer, scheduler, total_steps, log, n_score=2)
     say(f"{len(train_scenes)} training and {len(val_scenes)} validation orthomosaics ({rule}); device {device}")
     validate = functools.partial(_validate_on_scenes, scenes=val_scenes, device=device, s=s, out=out)
@@ -184,7 +188,7 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
 
 class HardNegativeMiner:
     """``--hard-negatives``: before every ``--mine-every``-th epoch, find where the model calls poppy on the
-    training scenes and the labels do not (:func:`detect.mining.mine_hard_negatives`), and centre that share of the
+    training scenes and the labels do not (:func:`training.mining.mine_hard_negatives`), and centre that share of the
     chips on those places.
 
     Not before the first epoch of a new network, whose output is noise; with ``--init`` yes, since the fine-tuned
@@ -256,7 +260,7 @@ def pretrain(s: Settings, out: Path, resume: bool = False) -> Best:
     )  # fmt: skip
     val_set = PublicChipDataset(source, val_tiles, chips_per_epoch=s["val_chips"], seed=s["seed"] + 1, **common)
     optimizer, scheduler, total_steps = _optimiser(model, s)
-    log = training.CsvLog(out / "log.csv", PRETRAIN_LOG_FIELDS)
+    log = loop.CsvLog(out / "log.csv", PRETRAIN_LOG_FIELDS)
     start, best = _resume_state(resume, out, optimizer, scheduler, total_steps, log, n_score=1)
     say = _say(s)
     say(f"{source.describe()}\n{len(train_tiles)} training and {len(val_tiles)} validation tiles ({rule}); "
@@ -281,7 +285,7 @@ def fit(
     s: Settings,
     out: Path,
     validate: Validate,
-    log: training.CsvLog,
+    log: loop.CsvLog,
     *,
     start: int,
     best: Best,
@@ -333,7 +337,7 @@ def fit(
                 (out / "best_table.txt").write_text(result.table + "\n")
             _write_json(out / "metrics.json", {"best_epoch": best.epoch, "best": best.metrics, "last": last})
         log.append(row)
-        state = training.training_state(
+        state = loop.training_state(
             optimizer, scheduler, epoch, best_score=list(best.score), best_epoch=best.epoch, best_metrics=best.metrics,
             total_steps=total_steps,
         )  # fmt: skip
@@ -345,7 +349,14 @@ def fit(
 
 
 def _validate_on_scenes(
-    model: nn.Module, spec: ModelSpec, epoch: int, *, scenes: list[Scene], device: torch.device, s: Settings, out: Path
+    model: nn.Module,
+    spec: ModelSpec,
+    epoch: int,
+    *,
+    scenes: list[LabelledScene],
+    device: torch.device,
+    s: Settings,
+    out: Path,
 ) -> Validation:
     """A poppy run's validation: the inference path over whole held-out orthomosaics, scored as plots at every
     threshold; the threshold chosen goes into the spec (``val/`` keeps the probabilities)."""
@@ -376,7 +387,7 @@ def _validate_on_chips(
     model: nn.Module, spec: ModelSpec, epoch: int, *, chips: Any, device: torch.device, s: Settings
 ) -> Validation:
     """A pretraining run's validation: per-class IoU on the same fixed chips of held-out tiles every time."""
-    loader = training.epoch_loader(chips, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=0)
+    loader = loop.epoch_loader(chips, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=0)
     report = evaluate_chips(model, spec, loader, device)
     return Validation(
         score=report.score,
@@ -401,10 +412,10 @@ def _train_epoch(
 ) -> tuple[dict[str, Any], str]:
     """One epoch of updates; returns its log row and summary line."""
     dataset.set_epoch(epoch)
-    loader = training.epoch_loader(
+    loader = loop.epoch_loader(
         dataset, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=epoch, pin_memory=device.type == "cuda"
     )
-    stats = training.train_one_epoch(
+    stats = loop.train_one_epoch(
         model, loader, criterion, optimizer, scheduler, device, functools.partial(normalise, spec=spec),
         progress=not s["quiet"], desc=f"epoch {epoch}/{s['epochs']}", total=len(loader),
     )  # fmt: skip
@@ -415,7 +426,7 @@ def _train_epoch(
     return row, f"epoch {epoch}/{s['epochs']}: loss {stats.loss:.4f}, {stats.chips_per_s:.1f} chips/s"
 
 
-def synthetic_scenes(out: Path, kind: str, count: int, seed: int, size: int) -> list[Scene]:
+def synthetic_scenes(out: Path, kind: str, count: int, seed: int, size: int) -> list[LabelledScene]:
     """Generate ``count`` synthetic scenes once into ``OUT/synthetic/KIND-...`` (reused when already complete)."""
     folder = out / "synthetic" / f"{kind}-n{count}-seed{seed}-px{size}"
     done = folder / "complete.json"
@@ -429,7 +440,7 @@ def synthetic_scenes(out: Path, kind: str, count: int, seed: int, size: int) -> 
     return scenes_from_folder(folder)
 
 
-def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[Scene], list[Scene], str]:
+def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledScene], list[LabelledScene], str]:
     """Training and validation scenes: whole orthomosaics, recorded in ``OUT/split.json`` and reused on resume."""
     split_path = out / "split.json"
     if resume and split_path.is_file():
@@ -438,8 +449,8 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[Scene], lis
             if not Path(p).is_file():
                 raise InputError(f"--resume: {p} from the run's split.json is missing; restore it to resume")
         return (
-            [Scene.from_raster(p) for p in split["train"]],
-            [Scene.from_raster(p) for p in split["val"]],
+            [LabelledScene.from_raster(p) for p in split["train"]],
+            [LabelledScene.from_raster(p) for p in split["val"]],
             split["rule"],
         )
 
@@ -527,9 +538,9 @@ def _optimiser(
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, int]:
     """AdamW and its schedule for the whole run: ``(optimizer, scheduler, total_steps)``."""
     total_steps = s["epochs"] * math.ceil(s["chips_per_epoch"] / s["batch_size"])
-    optimizer = training.make_optimizer(model, s["lr"], s["weight_decay"])
+    optimizer = loop.make_optimizer(model, s["lr"], s["weight_decay"])
     # Warm-up of 5 % of the run (at most 500 steps): AdamW's first moment estimates are noisy.
-    scheduler = training.warmup_cosine(optimizer, max(1, min(500, total_steps // 20)), total_steps)
+    scheduler = loop.warmup_cosine(optimizer, max(1, min(500, total_steps // 20)), total_steps)
     return optimizer, scheduler, total_steps
 
 
@@ -539,7 +550,7 @@ def _resume_state(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     total_steps: int,
-    log: training.CsvLog,
+    log: loop.CsvLog,
     n_score: int,
 ) -> tuple[int, Best]:
     """``(last finished epoch, best validation)``: a new run's, or restored on ``resume`` (optimiser, schedule and
@@ -547,7 +558,7 @@ def _resume_state(
     if not resume:
         return 0, Best((-math.inf,) * n_score)
     state = load_training_state(out / "last.pt")  # on the CPU: RNG states must stay there
-    start = training.restore_training_state(state, optimizer, scheduler)
+    start = loop.restore_training_state(state, optimizer, scheduler)
     if state.get("total_steps") != total_steps:
         logging.warning("--epochs changed from the resumed run: the learning-rate schedule is stretched")
     log.truncate(start)
@@ -557,6 +568,5 @@ def _resume_state(
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
     """Write ``record`` whole or not at all: a run killed mid-write keeps the previous file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    with write_aside(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))

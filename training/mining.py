@@ -2,18 +2,17 @@
 
 Random training chips seldom land on the rare textures a model confuses with poppy (large speckled bare-soil
 patches, vegetable beds, weedy field edges), so it keeps flagging them. Mining finds them: each training
-orthomosaic is predicted whole through the inference path (:func:`detect.predict.predict_raster`, streamed to a
-probability GeoTIFF in a temporary folder, as validation does) and vectorised at the threshold
-(:func:`detect.vectorize.vectorize`, strip by strip). From every plot the label polygons, grown by a margin,
-are cut away (a plot's fuzzy edge is not a hard negative), and what remains inside the area of interest (AOI)
-is kept when large enough: at most ``max_per_source`` pieces per raster, the largest first.
+orthomosaic is predicted whole and vectorised at the threshold through the inference path
+(:func:`detect.pipeline.detect_plots`, as ``infer.py`` and validation do). From every plot the label polygons,
+grown by a margin, are cut away (a plot's fuzzy edge is not a hard negative), and what remains inside the area
+of interest (AOI) is kept when large enough: at most ``max_per_source`` pieces per raster, the largest first.
 
 The pieces go to :meth:`datasets.chips.ChipDataset.set_hard_negatives`, which centres a share of the chips on
 them. On a police team's own flights this is what makes fine-tuning work: the false alarms on their local crops
 are found without anyone drawing them.
 
-Areas are ground square metres: each plot's geodesic area (:attr:`detect.vectorize.Plot.area_m2`) shared among
-its pieces in proportion to their area in the raster's CRS, whose scale does not change across a plot.
+Areas are ground square metres: each plot's geodesic area (:attr:`detect.vectorize.DetectedPlot.area_m2`) shared
+among its pieces in proportion to their area in the raster's CRS, whose scale does not change across a plot.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +32,10 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 from torch import nn
 
+from core.errors import InputError
 from datasets.chips import ChipSource
-from detect.errors import InputError
-from detect.predict import predict_raster
-from detect.vectorize import Plot, VectorParams, vectorize
+from detect.pipeline import detect_plots
+from detect.vectorize import DetectedPlot, VectorParams
 from models.checkpoint import ModelSpec
 
 __all__ = ["MinedSource", "MiningResult", "hard_pieces", "mine_hard_negatives"]
@@ -141,7 +139,7 @@ def _crs_units_per_metre(source: ChipSource) -> float:
 
 
 def hard_pieces(
-    plots: Sequence[Plot],
+    plots: Sequence[DetectedPlot],
     source: ChipSource,
     *,
     min_area_m2: float,
@@ -231,41 +229,38 @@ def mine_hard_negatives(
     params.check()
     t_start = time.perf_counter()
     mined: list[MinedSource] = []
-    with tempfile.TemporaryDirectory(prefix="poppy-mine-") as tmp:
-        folder = Path(work_dir) if work_dir is not None else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, source in enumerate(sources):
-            t0 = time.perf_counter()
-            # Numbered: two training folders can hold the same file name.
-            prob_path = folder / f"{i:03d}_{Path(source.path).stem}.prob.tif"
-            predict_raster(
-                source.path,
-                model,
-                spec,
-                prob_path=prob_path,
-                tile=tile,
-                batch_size=batch_size,
-                device=device,
-                progress=progress,
-                overwrite=True,
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    for i, source in enumerate(sources):
+        t0 = time.perf_counter()
+        plots = detect_plots(
+            source.path,
+            model,
+            spec,
+            params,
+            # Numbered: two training folders can hold the same file name. Without a work_dir, a temporary raster
+            # deleted once vectorised: one probability raster on disk at a time, orthomosaics are large.
+            prob_path=Path(work_dir) / f"{i:03d}_{Path(source.path).stem}.prob.tif" if work_dir is not None else None,
+            tile=tile,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            overwrite=True,
+        ).plots
+        pieces = hard_pieces(plots, source, min_area_m2=min_area_m2, label_buffer_m=label_buffer_m)
+        # Largest first; ties by position, so the order (and the chips drawn from it) is reproducible.
+        pieces.sort(key=lambda p: (-p[1], -p[0].centroid.y, p[0].centroid.x))
+        kept = pieces[:max_per_source]
+        mined.append(
+            MinedSource(
+                path=source.path,
+                geoms=[g for g, _ in kept],
+                areas_m2=[a for _, a in kept],
+                plots=len(plots),
+                left_out=len(pieces) - len(kept),
+                seconds=time.perf_counter() - t0,
             )
-            plots = vectorize(prob_path, params, source=Path(source.path).name).plots
-            if work_dir is None:
-                prob_path.unlink()  # one probability raster on disk at a time: orthomosaics are large
-            pieces = hard_pieces(plots, source, min_area_m2=min_area_m2, label_buffer_m=label_buffer_m)
-            # Largest first; ties by position, so the order (and the chips drawn from it) is reproducible.
-            pieces.sort(key=lambda p: (-p[1], -p[0].centroid.y, p[0].centroid.x))
-            kept = pieces[:max_per_source]
-            mined.append(
-                MinedSource(
-                    path=source.path,
-                    geoms=[g for g, _ in kept],
-                    areas_m2=[a for _, a in kept],
-                    plots=len(plots),
-                    left_out=len(pieces) - len(kept),
-                    seconds=time.perf_counter() - t0,
-                )
-            )
+        )
     result = MiningResult(mined, threshold=float(threshold), seconds=time.perf_counter() - t_start)
     log.info(result.line())
     return result
