@@ -156,9 +156,9 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """:func:`main` without the error handling."""
     # Heavy imports here, so `--help` and argument errors answer at once.
-    from detect.export import output_paths, parse_formats
-    from detect.inputs import check_out_dir, finished_before, output_stems
-    from detect.pipeline import RunOptions, find_inputs, prepare, resume_parameters, run_one
+    from detect.export import parse_formats
+    from detect.inputs import check_out_dir, output_stems
+    from detect.pipeline import RunOptions, find_inputs, finished_inputs, prepare, run_one
     from detect.predict import resolve_device
     from detect.raster import parse_bands
     from models.checkpoint import default_weights_path, load_checkpoint
@@ -186,13 +186,10 @@ def _run(args: argparse.Namespace) -> int:
     model, spec = load_checkpoint(args.weights, map_location=device)
     weights = args.weights if args.weights is not None else default_weights_path()
 
-    todo = []
-    for path in inputs:
-        paths = output_paths(args.out, stems[path], options.formats)
-        if args.resume and finished_before(path, paths, spec.sha256, resume_parameters(options, spec)):
-            print(f"{path.name}: finished by an earlier run, skipped (--resume) -> {args.out}")
-        else:
-            todo.append(path)
+    done = finished_inputs(inputs, stems, options, spec) if args.resume else []
+    for path in done:
+        print(f"{path.name}: finished by an earlier run, skipped (--resume) -> {args.out}")
+    todo = [p for p in inputs if p not in done]
 
     def warn(message: str) -> None:
         print("warning: " + message, file=sys.stderr)
@@ -227,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {len(failed)} of {len(todo)} input(s) failed (--keep-going):", file=sys.stderr)
         for path, message, _ in failed:
             print(f"  {path}: {message}", file=sys.stderr)
-        return max(code for _, _, code in failed) if all(c == 2 for *_, c in failed) else 1
+        return 2 if all(code == 2 for *_, code in failed) else 1  # 1 when any was a bug
     return 0
 
 

@@ -39,7 +39,7 @@ from detect.export import (
     write_outputs,
     write_summary,
 )
-from detect.inputs import check_free_space, check_out_dir, output_stems, prob_raster_bytes
+from detect.inputs import check_free_space, check_out_dir, finished_before, output_stems, prob_raster_bytes
 from detect.predict import (
     PredictResult,
     check_gsd,
@@ -60,6 +60,7 @@ __all__ = [
     "RunResult",
     "detect_plots",
     "find_inputs",
+    "finished_inputs",
     "gdal_cache_bytes",
     "prepare",
     "resume_parameters",
@@ -293,6 +294,19 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     # The same file named twice (a shell glob and its folder) is run once.
     seen: set[Path] = set()
     return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+def finished_inputs(inputs: Sequence[Path], stems: dict[Path, str], options: RunOptions, spec: ModelSpec) -> list[Path]:
+    """The inputs an earlier run into ``options.out_dir`` finished with this model and settings (``--resume``).
+
+    See :func:`detect.inputs.finished_before`; ``stems`` from :func:`detect.inputs.output_stems`.
+    """
+    wanted = resume_parameters(options, spec)
+    return [
+        p
+        for p in inputs
+        if finished_before(p, output_paths(options.out_dir, stems[p], options.formats), spec.sha256, wanted)
+    ]
 
 
 def resume_parameters(options: RunOptions, spec: ModelSpec) -> dict[str, Any]:
