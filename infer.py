@@ -11,8 +11,8 @@ Examples:
     # one orthomosaic, the shipped model, all outputs in results/
     python infer.py odm_orthophoto.tif --out results/
 
-    # every raster in a folder, on the GPU, stricter threshold, plots of 2 m2 and more
-    python infer.py flights/2025-04-18/ --out results/ --device cuda --threshold 0.6 --min-area-m2 2
+    # every raster in a folder, on the GPU, precision first (fewest empty fields), plots of 2 m2 and more
+    python infer.py flights/2025-04-18/ --out results/ --device cuda --sensitivity low --min-area-m2 2
 
     # only what the field team needs on their phones, replacing an earlier run
     python infer.py site3.tif --out results/ --formats kml,csv --overwrite
@@ -47,10 +47,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--weights", default=None, help="model checkpoint (.pt from train.py); default: the shipped model"
     )
     parser.add_argument(
+        "--sensitivity",
+        choices=("high", "balanced", "low"),
+        default="balanced",
+        help="operating point chosen on the model's validation: high finds the most plots (recall first), low sends "
+        "the fewest teams to empty fields (precision first), balanced the best of both (default balanced); the "
+        "summary says what precision and recall it had on validation",
+    )
+    parser.add_argument(
         "--threshold",
         type=float,
         default=None,
-        help="poppy probability at or above which a pixel counts; default: the model's own, chosen on validation",
+        help="set the threshold by hand instead of --sensitivity: of the plot score for a two-stage model, else of "
+        "the pixel probability",
     )
     parser.add_argument(
         "--min-area-m2",
@@ -161,12 +170,13 @@ def _run(args: argparse.Namespace) -> int:
     from detect.pipeline import RunOptions, find_inputs, finished_inputs, prepare, run_one
     from detect.predict import resolve_device
     from detect.raster import parse_bands
-    from models.checkpoint import default_weights_path, load_checkpoint
+    from models.checkpoint import default_weights_path, load_checkpoint, load_judge
 
     device = resolve_device(args.device)
     options = RunOptions(
         out_dir=args.out,
         threshold=args.threshold,
+        sensitivity=args.sensitivity,
         min_area_m2=args.min_area_m2,
         device=str(device),
         batch_size=args.batch_size,
@@ -184,6 +194,7 @@ def _run(args: argparse.Namespace) -> int:
     inputs = find_inputs(args.inputs)
     stems = output_stems(inputs)
     model, spec = load_checkpoint(args.weights, map_location=device)
+    judge = load_judge(args.weights, map_location=device)
     weights = args.weights if args.weights is not None else default_weights_path()
 
     done = finished_inputs(inputs, stems, options, spec) if args.resume else []
@@ -208,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"[{i}/{len(todo)}] {path}", file=sys.stderr)
         try:
             paths = plans.get(path) or prepare([path], options, spec, warn=warn, stems=stems)[path]
-            result = run_one(path, model, spec, options, weights_path=weights, paths=paths)
+            result = run_one(path, model, spec, options, weights_path=weights, paths=paths, judge=judge)
         except Exception as exc:
             if not args.keep_going:
                 raise

@@ -47,49 +47,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from core.errors import InputError, PoppyError
+from training.config import TrainConfig
 
-# Settings that may differ when a run is resumed: they change how it runs, not what it learns.
-RESUMABLE = ("epochs", "val_every", "device", "workers", "quiet")
-DEFAULTS: dict[str, Any] = {
-    "data": None,
-    "val_data": None,
-    "arch": None,  # None: fastunet (the CPU-friendly network), or the --init checkpoint's
-    "arch_args": None,  # None: the network's defaults, or the --init checkpoint's
-    "init": None,
-    "epochs": 30,
-    "batch_size": 8,
-    "chips_per_epoch": 2000,  # ~15 min per epoch for fastunet on a 2-core CPU at 256 px
-    "chip_size": 256,  # 7.7 m at 3 cm/px: a plot and its surroundings
-    "lr": 1e-3,  # AdamW peak; 1e-4 is kinder to --init weights
-    "weight_decay": 1e-2,
-    "gsd": None,  # None: 0.03 m, or the --init checkpoint's
-    "positive_fraction": 0.5,  # half the chips centred on plots: poppy is a fraction of a percent of a survey
-    "scale_jitter": 0.25,  # chips read at GSD x U(0.75, 1.25): flights at 60-100 m look alike to the model
-    "synthetic": 0,
-    "synthetic_val": 0,
-    "synthetic_size": 1024,  # px per synthetic scene side: 30 m at 3 cm, room for several plots
-    "pretrain": None,  # NAME:PATH of a public data set: land-cover pretraining instead of poppy training
-    "negatives": None,  # NAME:PATH of a public data set whose valid pixels are mixed in as poppy-free chips
-    "negative_share": 0.2,  # a fifth of the chips real farmland without poppy; the rest keep the plot balance
-    "hard_negatives": 0.0,  # share of chips centred on the model's false alarms on the training scenes (0: off)
-    "mine_every": 2,  # epochs between minings: each is one inference pass over every training scene
-    "val_chips": 200,  # fixed validation chips of a --pretrain run: ~7 ha at 256 px and 3 cm, seconds on a CPU
-    "val_fraction": 0.2,
-    "val_every": 1,
-    "val_tile": None,  # None: the model's tile size
-    "min_area_m2": 1.0,  # as infer.py's default, so validation scores what users get
-    "device": "auto",
-    "seed": 0,
-    "workers": min(4, max(0, (os.cpu_count() or 1) - 1)),
-    "name": None,
-    "quiet": False,
-}
+DEFAULTS: dict[str, Any] = TrainConfig.defaults()  # for the --help texts; the defaults live in training/config.py
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -142,8 +107,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Fill defaults; on ``--resume``, take the run's saved settings and refuse conflicting flags.
+def resolve_settings(args: argparse.Namespace) -> TrainConfig:
+    """Fill defaults; on ``--resume``, take the run's recorded settings and refuse conflicting flags; check.
+
+    A resumed run's settings are read back from its ``last.pt`` (``train_args``, what it trained with), or from
+    ``settings.json`` for a checkpoint that does not record them.
 
     Raises:
         InputError: On a bad value, a missing run to resume, or a flag that contradicts the resumed run.
@@ -157,76 +125,34 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
             from datasets.public import normalise_spec
 
             given[key] = normalise_spec(given[key], f"--{key}")
-    settings_path = args.out / "settings.json"
     if args.resume:
-        if not (args.out / "last.pt").is_file() or not settings_path.is_file():
-            raise InputError(f"--resume: {args.out} holds no run to resume (no last.pt); drop --resume to start one")
-        saved = json.loads(settings_path.read_text())
+        saved = _recorded_settings(args.out)
         for key, value in given.items():
-            if key not in RESUMABLE and saved.get(key) != value:
+            if key not in TrainConfig.RESUMABLE and saved.get(key) != value:
                 raise InputError(
                     f"--{key.replace('_', '-')} {value}: the run in {args.out} used {saved.get(key)}; "
                     "drop the flag to resume, or start a new run with another --out"
                 )
-        # Defaults first: a run saved before a setting existed resumes with that setting's default.
-        settings = {**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
+        # Defaults first (in from_dict): a run saved before a setting existed resumes with that setting's default.
+        config = TrainConfig.from_dict({**saved, **{k: v for k, v in given.items() if k in TrainConfig.RESUMABLE}})
     else:
         if (args.out / "last.pt").exists():
             raise InputError(f"{args.out} already holds a run; pass --resume to continue it, or choose another --out")
-        settings = {**DEFAULTS, **given}
-    s = settings
-    checks = [
-        (s["epochs"] >= 1, f"--epochs {s['epochs']}: must be at least 1"),
-        (s["batch_size"] >= 1, f"--batch-size {s['batch_size']}: must be at least 1"),
-        (s["chips_per_epoch"] >= 1, f"--chips-per-epoch {s['chips_per_epoch']}: must be at least 1"),
-        (s["lr"] > 0, f"--lr {s['lr']}: must be positive (e.g. 1e-3)"),
-        (s["weight_decay"] >= 0, f"--weight-decay {s['weight_decay']}: must be 0 or more"),
-        (s["gsd"] is None or 0.001 <= s["gsd"] <= 1.0, f"--gsd {s['gsd']}: give metres per pixel, e.g. 0.03"),
-        (s["synthetic"] >= 0 and s["synthetic_val"] >= 0, "--synthetic/--synthetic-val: must be 0 or more"),
-        (s["synthetic_size"] >= 64, f"--synthetic-size {s['synthetic_size']}: must be at least 64 px"),
-        (s["val_every"] >= 1, f"--val-every {s['val_every']}: must be at least 1"),
-        (s["workers"] >= 0, f"--workers {s['workers']}: must be 0 or more"),
-        (s["min_area_m2"] >= 0, f"--min-area-m2 {s['min_area_m2']}: must be 0 or more"),
-        (0 < s["negative_share"] < 1, f"--negative-share {s['negative_share']}: must be between 0 and 1 (e.g. 0.2)"),
-        (s["val_chips"] >= 1, f"--val-chips {s['val_chips']}: must be at least 1"),
-        (
-            0 <= s["hard_negatives"] < 1 and s["positive_fraction"] + s["hard_negatives"] <= 1,
-            f"--hard-negatives {s['hard_negatives']}: must be 0 or more, and with --positive-fraction "
-            f"{s['positive_fraction']} at most 1 in all (e.g. 0.25)",
-        ),
-        (s["mine_every"] >= 1, f"--mine-every {s['mine_every']}: must be at least 1"),
-        (
-            s["hard_negatives"] == 0 or s["pretrain"] is None,
-            "--hard-negatives applies to poppy training, not to --pretrain",
-        ),
-        ("negative_share" not in given or s["negatives"] is not None, "--negative-share needs --negatives NAME:PATH"),
-        ("val_chips" not in given or s["pretrain"] is not None, "--val-chips applies to --pretrain runs only"),
-        (
-            s["pretrain"] is None
-            or not any(s[k] for k in ("data", "val_data", "synthetic", "synthetic_val", "negatives")),
-            "--pretrain trains land cover on the public data set alone; drop --data/--val-data/--synthetic/"
-            "--negatives, then fine-tune on poppy with --init OUT/best.pt",
-        ),
-        (
-            s["data"] is not None or s["synthetic"] > 0 or s["pretrain"] is not None,
-            "give --data DIR (labelled orthomosaics), --synthetic N or --pretrain DATASET:PATH",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise InputError(message)
-    if s["arch_args"] is not None:
-        try:
-            arch_args = json.loads(s["arch_args"])
-        except json.JSONDecodeError as exc:
-            raise InputError(f"--arch-args {s['arch_args']!r}: not JSON ({exc.msg}); e.g. '{{\"depth\": 3}}'") from exc
-        if not isinstance(arch_args, dict):
-            raise InputError(f"--arch-args {s['arch_args']!r}: give a JSON object, e.g. '{{\"depth\": 3}}'")
-    if s["init"] is None:  # a new network: fill its defaults (with --init they come from the checkpoint)
-        s["arch"] = s["arch"] or "fastunet"
-        s["arch_args"] = s["arch_args"] or "{}"
-    s["name"] = s["name"] or args.out.resolve().name
-    return s
+        config = TrainConfig.from_dict(given)
+    config.check(given)
+    if config.init is None:  # a new network: fill its defaults (with --init they come from the checkpoint)
+        config = config.replace(arch=config.arch or "fastunet", arch_args=config.arch_args or "{}")
+    return config.replace(name=config.name or args.out.resolve().name)
+
+
+def _recorded_settings(out: Path) -> dict[str, Any]:
+    """The settings a run in ``out`` recorded: its ``last.pt``'s ``train_args``, else its ``settings.json``."""
+    settings_path = out / "settings.json"
+    if not (out / "last.pt").is_file() or not settings_path.is_file():
+        raise InputError(f"--resume: {out} holds no run to resume (no last.pt); drop --resume to start one")
+    from models.checkpoint import read_train_args  # torch: only when resuming
+
+    return read_train_args(out / "last.pt") or json.loads(settings_path.read_text())
 
 
 def main(args: argparse.Namespace) -> int:
@@ -235,17 +161,17 @@ def main(args: argparse.Namespace) -> int:
     try:
         out: Path = args.out.resolve()  # split.json records absolute paths: a resume may start elsewhere
         s = resolve_settings(args)
-        if s["pretrain"] is None:
+        if s.pretrain is None:
             from datasets.training_folder import check_training_folder
 
-            for flag, key in (("--data", "data"), ("--val-data", "val_data")):
-                if s[key] is not None:  # every pair read now: a bad label file stops the run before any epoch
-                    for note in check_training_folder(s[key], flag):
+            for flag, folder in (("--data", s.data), ("--val-data", s.val_data)):
+                if folder is not None:  # every pair read now: a bad label file stops the run before any epoch
+                    for note in check_training_folder(folder, flag):
                         print("warning: " + note, file=sys.stderr)
         # Imported only now (torch and the data stack), so --help and argument errors answer at once.
         from training.trainer import pretrain, train_poppy
 
-        (pretrain if s["pretrain"] is not None else train_poppy)(s, out, args.resume)
+        (pretrain if s.pretrain is not None else train_poppy)(s, out, args.resume)
         return 0
     except PoppyError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -72,7 +72,17 @@ __all__ = [
 KML_NS = "http://www.opengis.net/kml/2.2"
 COORD_DIGITS = 7  # 1e-7 degree is about 1 cm: finer than any orthomosaic pixel, and RFC 7946 advises rounding
 PREVIEW_MAX_SIDE = 2000
-_GPKG_FIELDS = ("plot_id", "score_mean", "score_max", "area_m2", "centroid_lat", "centroid_lon", "source", "model")
+_GPKG_FIELDS = (
+    "plot_id",
+    "score",
+    "score_mean",
+    "score_max",
+    "area_m2",
+    "centroid_lat",
+    "centroid_lon",
+    "source",
+    "model",
+)
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -187,7 +197,8 @@ def _kml_coords(coords: Iterable[Sequence[float]]) -> str:
 
 def _describe(p: DetectedPlot) -> str:
     return (
-        f"Suspected poppy plot {p.plot_id}: score {p.score_mean:.2f} (max {p.score_max:.2f}), "
+        f"Suspected poppy plot {p.plot_id}: score {p.score:.2f} "
+        f"(pixel mean {p.score_mean:.2f}, max {p.score_max:.2f}), "
         f"area {p.area_m2:.1f} m2, at {p.centroid_lat:.6f}, {p.centroid_lon:.6f} (WGS84). "
         f"Source {p.source}, model {p.model}."
     )
@@ -250,13 +261,17 @@ CSV_COLUMNS = ("plot_id", "lat", "lon", "area_m2", "score")
 
 
 def write_csv(path: Path, plots: Sequence[DetectedPlot], *, overwrite: bool = False) -> Path:
-    """One row per plot: ``plot_id, lat, lon, area_m2, score`` (score = mean probability inside the plot)."""
+    """One row per plot: ``plot_id, lat, lon, area_m2, score``.
+
+    ``score`` is :attr:`DetectedPlot.score`: the second stage's calibrated probability that the plot is poppy, or,
+    for a one-stage model, the mean pixel probability inside the plot (the summary's ``score`` entry says which).
+    """
     with _aside(path, overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for p in plots:
             w.writerow(
-                [p.plot_id, f"{p.centroid_lat:.7f}", f"{p.centroid_lon:.7f}", f"{p.area_m2:.2f}", f"{p.score_mean:.3f}"]
+                [p.plot_id, f"{p.centroid_lat:.7f}", f"{p.centroid_lon:.7f}", f"{p.area_m2:.2f}", f"{p.score:.3f}"]
             )
     return path
 

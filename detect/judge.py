@@ -33,6 +33,7 @@ from torch import nn
 
 from core.errors import InputError
 from detect.raster import RasterInfo, read_window
+from detect.vectorize import DetectedPlot
 from models.checkpoint import ModelSpec
 from models.plotnet import JudgeSpec
 
@@ -43,6 +44,7 @@ __all__ = [
     "chip_centres",
     "choose_operating_points",
     "judge_input",
+    "judge_plots",
     "plot_chip_centres",
     "read_judge_chip",
     "resolve_operating_point",
@@ -201,6 +203,41 @@ def score_plots(
         model.train(was_training)
     logits = np.divide(logits, counts, out=np.zeros_like(logits), where=counts > 0)
     return logits, calibrate(logits, spec.calibration)
+
+
+def judge_plots(
+    ds: rasterio.io.DatasetReader,
+    info: RasterInfo,
+    plots: Sequence[DetectedPlot],
+    model: nn.Module,
+    spec: JudgeSpec,
+    threshold: float,
+    *,
+    device: torch.device | str = "cpu",
+) -> list[DetectedPlot]:
+    """The second stage over the first stage's plots: score each, keep those at or above ``threshold``.
+
+    Kept plots carry the judge's calibrated probability as ``judge_score`` and are numbered again ``P001, ...``
+    in the first stage's order (north to south, then west to east), so the numbers have no gaps.
+
+    Args:
+        ds: The open orthomosaic the plots were found in.
+        info: Its description.
+        plots: The first stage's plots (in the raster's CRS).
+        model: The judge network.
+        spec: The judge's spec.
+        threshold: The plot-score threshold of the operating point.
+        device: Where the judge runs.
+
+    Returns:
+        The kept plots.
+    """
+    if not plots:
+        return []
+    _, scores = score_plots(ds, info, [p.geometry for p in plots], model, spec, device=device)
+    kept = [(p, float(s)) for p, s in zip(plots, scores, strict=True) if s >= threshold]
+    digits = max(3, len(str(len(kept))))
+    return [dataclasses.replace(p, plot_id=f"P{i:0{digits}d}", judge_score=s) for i, (p, s) in enumerate(kept, start=1)]
 
 
 def calibrate(logits: np.ndarray, calibration: tuple[float, float]) -> np.ndarray:

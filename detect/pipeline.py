@@ -40,6 +40,7 @@ from detect.export import (
     write_summary,
 )
 from detect.inputs import check_free_space, check_out_dir, finished_before, output_stems, prob_raster_bytes
+from detect.judge import OperatingPoint, judge_plots, resolve_operating_point
 from detect.predict import (
     PredictResult,
     check_gsd,
@@ -52,6 +53,7 @@ from detect.predict import (
 from detect.raster import RasterInfo, check_has_pixels, check_readable, inspect_raster, open_raster
 from detect.vectorize import DetectedPlot, Sweep, VectorizeResult, VectorParams, vectorize, vectorize_sweep
 from models.checkpoint import ModelSpec
+from models.plotnet import JudgeSpec
 
 __all__ = [
     "RASTER_SUFFIXES",
@@ -84,7 +86,10 @@ class RunOptions:
 
     Attributes:
         out_dir: Output folder (created if missing).
-        threshold: Probability threshold; ``None`` takes the model's own (chosen on validation).
+        threshold: Threshold given by hand (``--threshold``): of the plot score for a two-stage model, of the
+            pixel probability for a one-stage one; ``None`` takes the ``sensitivity`` operating point.
+        sensitivity: ``high`` (recall first), ``balanced`` (best F1) or ``low`` (precision first): the operating
+            point chosen on the model's validation (see :func:`detect.judge.resolve_operating_point`).
         min_area_m2: Smallest plot kept, in square metres.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         batch_size: Tiles per forward pass.
@@ -103,6 +108,7 @@ class RunOptions:
 
     out_dir: Path
     threshold: float | None = None
+    sensitivity: str = "balanced"
     min_area_m2: float = 1.0
     device: str = "auto"
     batch_size: int = 8
@@ -316,7 +322,8 @@ def resume_parameters(options: RunOptions, spec: ModelSpec) -> dict[str, Any]:
     """
     tile = spec.tile_size if options.tile is None else options.tile
     return {
-        "threshold": spec.threshold if options.threshold is None else options.threshold,
+        "threshold_asked": options.threshold,  # --threshold as given; None: the --sensitivity operating point
+        "sensitivity": options.sensitivity,
         "min_area_m2": options.min_area_m2,
         "tile": tile,
         "overlap": tile // 8 if options.overlap is None else options.overlap,
@@ -360,8 +367,10 @@ def prepare(
     if spec is not None:  # flags first: they fail the same way for every input
         check_model_spec(spec)
         check_tiling(spec, options.tile, options.overlap, options.batch_size)
-        threshold = spec.threshold if options.threshold is None else options.threshold
-        VectorParams(threshold=threshold, min_area_m2=options.min_area_m2).check()
+        VectorParams(threshold=spec.threshold, min_area_m2=options.min_area_m2).check()
+        if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
+            # Only the range here: with a judge it applies to plot scores, where 0 and 1 are allowed too.
+            raise InputError(f"--threshold {options.threshold}: must be between 0 and 1 (e.g. 0.5)")
     plans: dict[Path, dict[str, Path]] = {}
     stems = output_stems(inputs) if stems is None else stems
     prob_bytes: list[int] = []
@@ -425,10 +434,12 @@ def run_one(
     *,
     weights_path: str | Path | None = None,
     paths: dict[str, Path] | None = None,
+    judge: tuple[nn.Module, JudgeSpec] | None = None,
 ) -> RunResult:
     """Detect plots in one orthomosaic and write its outputs.
 
-    Stages: :func:`detect_plots`; the run record (:func:`run_record`); every chosen output from the table
+    Stages: :func:`detect_plots` (the first stage); with a judge, :func:`detect.judge.judge_plots` over its plots
+    at full resolution; the run record (:func:`run_record`); every chosen output from the table
     :data:`detect.export.FORMATS`; the timings into the record, and the summary, last.
 
     Args:
@@ -438,6 +449,7 @@ def run_one(
         options: Run settings.
         weights_path: The weights file, recorded in the summary.
         paths: Output paths from :func:`prepare`; computed (and checked) here when ``None``.
+        judge: The second stage from :func:`models.checkpoint.load_judge`, or None for a one-stage model.
 
     Returns:
         A :class:`RunResult`.
@@ -454,7 +466,7 @@ def run_one(
     stage.mkdir()
     try:
         staged = {k: stage / p.name for k, p in paths.items()}
-        result = _run_staged(path, model, spec, options, weights_path, staged)
+        result = _run_staged(path, model, spec, options, weights_path, staged, judge)
         _publish(staged, paths, overwrite=options.overwrite or options.resume)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -477,10 +489,13 @@ def _run_staged(
     options: RunOptions,
     weights_path: str | Path | None,
     paths: dict[str, Path],
+    judge: tuple[nn.Module, JudgeSpec] | None,
 ) -> RunResult:
     """:func:`run_one`'s work, writing every output to ``paths`` (in the staging folder)."""
     t_start = time.perf_counter()
-    threshold = spec.threshold if options.threshold is None else options.threshold
+    point = resolve_operating_point(spec, judge[1] if judge else None, options.sensitivity, options.threshold)
+    # With a judge the first stage proposes at its own recall-first threshold and the point applies to plot scores.
+    threshold = spec.threshold if judge else point.threshold
     params = VectorParams(threshold=threshold, min_area_m2=options.min_area_m2)
     params.check()  # before the long part
     options = dataclasses.replace(options, overwrite=True)  # the staging folder is ours alone
@@ -511,19 +526,28 @@ def _run_staged(
             model_name=spec.name,
             bands=options.bands,
         )
+        plots, judge_s = det.plots, 0.0
+        if judge is not None:
+            t0 = time.perf_counter()
+            plots = judge_plots(ds, info, plots, judge[0], judge[1], point.threshold, device=det.prediction.device)
+            judge_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         input_sha = file_sha256(path)  # reads the whole file: timed on its own
         hash_s = time.perf_counter() - t0
-        record = run_record(path, input_sha, spec, weights_path, options, info, det, cache_bytes, paths)
+        record = run_record(
+            path, input_sha, spec, weights_path, options, info, det, cache_bytes, paths,
+            plots=plots, point=point, judge=judge[1] if judge else None,
+        )  # fmt: skip
 
         t0 = time.perf_counter()
-        ctx = ExportContext(source=path, ds=ds, info=info, plots=det.plots, record=record, overwrite=options.overwrite)
+        ctx = ExportContext(source=path, ds=ds, info=info, plots=plots, record=record, overwrite=options.overwrite)
         write_outputs(paths, options.formats, ctx)
         export_s = time.perf_counter() - t0
 
     timings = {
         "predict": det.prediction.timings["total"],
         "vectorize": det.vectorize_s,
+        "judge": judge_s,
         "export": export_s,
         "hash_input": hash_s,
         "total": time.perf_counter() - t_start,
@@ -534,7 +558,7 @@ def _run_staged(
         "vectorize_detail": {k: round(v, 3) for k, v in det.result.timings.items()},
     }
     write_summary(paths[SUMMARY.name], record, overwrite=options.overwrite)  # last: it marks a finished input
-    return RunResult(path, paths, len(det.plots), det.result.total_area_m2, record)
+    return RunResult(path, paths, len(plots), sum(p.area_m2 for p in plots), record)
 
 
 def run_record(
@@ -547,13 +571,19 @@ def run_record(
     det: Detection,
     cache_bytes: int | None,
     paths: dict[str, Path],
+    *,
+    plots: Sequence[DetectedPlot] | None = None,
+    point: OperatingPoint | None = None,
+    judge: JudgeSpec | None = None,
 ) -> dict[str, Any]:
     """The run record of one input (``STEM.summary.json``): what ran on what, with which settings and result.
 
     Built before the outputs are written, so every writer can use it; ``timings_s`` is left empty here and
-    filled in once the outputs are out.
+    filled in once the outputs are out. ``plots`` are the plots written (the judge's, for a two-stage model;
+    the first stage's when None), ``point`` the operating point they were chosen at.
     """
     pred, vec = det.prediction, det.result
+    plots = vec.plots if plots is None else plots
     return {
         "input": str(path.resolve()),
         "input_sha256": input_sha,
@@ -565,7 +595,15 @@ def run_record(
             "weights": str(Path(weights_path).resolve()) if weights_path is not None else None,
             "gsd_m": spec.gsd_m,
             "default_threshold": spec.threshold,
+            "stages": 2 if judge is not None else 1,
+            "judge": None if judge is None else {"arch": judge.arch, "gsd_m": judge.gsd_m, "chip_px": judge.chip_px},
         },
+        "operating_point": None if point is None else point.to_dict(),
+        "score": (
+            "the second stage's calibrated probability that the plot is poppy"
+            if judge is not None
+            else "the mean poppy probability of the plot's pixels (one-stage model, not calibrated)"
+        ),
         "parameters": {
             **vec.params.to_dict(),
             "tile": pred.tile,
@@ -575,6 +613,8 @@ def run_record(
             "device": pred.device,
             "formats": list(options.formats),
             "bands": list(options.bands) if options.bands is not None else None,
+            "threshold_asked": options.threshold,
+            "sensitivity": options.sensitivity,
             "gdal_cachemax_mb": round(cache_bytes / 2**20) if cache_bytes is not None else "environment",
         },
         "raster": {
@@ -590,8 +630,9 @@ def run_record(
         },
         "tiles": {"total": pred.tiles_total, "run": pred.tiles_run, "skipped": pred.tiles_skipped},
         "plots": {
-            "count": len(vec.plots),
-            "flagged_area_m2": round(vec.total_area_m2, 2),
+            "count": len(plots),
+            "flagged_area_m2": round(sum(p.area_m2 for p in plots), 2),
+            "proposed_by_first_stage": len(vec.plots),
             "pieces_before_merge": vec.pieces,
             "dropped_below_min_area": vec.dropped_small,
         },

@@ -107,6 +107,8 @@ class DetectedPlot:
         centroid_lon: Longitude of the centroid.
         source: Input file name.
         model: Model name.
+        judge_score: The second stage's calibrated probability that the plot is poppy (two-stage models);
+            None for a one-stage model.
     """
 
     plot_id: str
@@ -119,11 +121,18 @@ class DetectedPlot:
     centroid_lon: float
     source: str
     model: str
+    judge_score: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The plot's score: the judge's calibrated probability, or the mean pixel probability without a judge."""
+        return self.score_mean if self.judge_score is None else self.judge_score
 
     def properties(self) -> dict[str, str | float]:
         """The attributes written to every vector format, in a fixed order."""
         return {
             "plot_id": self.plot_id,
+            "score": round(self.score, 4),
             "score_mean": round(self.score_mean, 4),
             "score_max": round(self.score_max, 4),
             "area_m2": round(self.area_m2, 2),

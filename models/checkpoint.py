@@ -39,6 +39,7 @@ __all__ = [
     "load_training_state",
     "normalise",
     "poppy_probability",
+    "read_train_args",
     "save_checkpoint",
 ]
 
@@ -357,6 +358,12 @@ def load_judge(
             "damaged or was edited"
         ) from exc
     return model.to(map_location).eval(), spec
+
+
+def read_train_args(path: str | Path) -> dict[str, Any]:
+    """The training settings a checkpoint records (``train_args``; ``{}`` when it records none)."""
+    args = _read(Path(path), "cpu").get("train_args")
+    return dict(args) if isinstance(args, dict) else {}
 
 
 def load_training_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

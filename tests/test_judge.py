@@ -3,6 +3,7 @@ points, on tiny hand-made rasters and numbers."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from detect.judge import (
     resolve_operating_point,
     score_plots,
 )
+from detect.pipeline import RunOptions, run_one
 from detect.raster import inspect_raster
 from models.checkpoint import ModelSpec, load_checkpoint, load_judge, save_checkpoint
 from models.plotnet import JudgeSpec, PlotNet, build_judge
@@ -315,8 +317,6 @@ def _scene(tmp_path: Path) -> Path:
                 "geometry": {"type": "Polygon", "coordinates": [ring]},
             }
         )
-    import json
-
     (tmp_path / "scene.geojson").write_text(
         json.dumps(
             {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": UTM}}, "features": feats}
@@ -400,3 +400,43 @@ def test_resolve_operating_point_from_judge_sweep_or_default() -> None:
     assert resolve_operating_point(with_sweep, None, "low", threshold=0.6).sensitivity == "custom"
     with pytest.raises(InputError, match="--sensitivity medium: choose one of high, balanced, low"):
         resolve_operating_point(one_stage, None, "medium")
+
+
+class GreenJudge(torch.nn.Module):
+    """A stand-in judge: poppy when the plot's pixels (the mask channel) are red with little green."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inside = (x[:, 3] > 0).float()
+        green = (x[:, 1] * inside).sum(dim=(1, 2)) / inside.sum(dim=(1, 2)).clamp(min=1)
+        return -10.0 * (green + 0.6)  # red plots (green 40/255): about +7; the orange look-alike: about -7
+
+
+def test_run_one_with_a_judge_keeps_and_renumbers_the_plots_it_passes(tmp_path: Path) -> None:
+    path = _scene(tmp_path)
+    stage1 = ModelSpec(arch="fastunet", threshold=0.5, gsd_m=0.03, tile_size=128)
+    points = {name: {"threshold": 0.5, "precision": 0.9, "recall": 0.8} for name in ("high", "balanced", "low")}
+    judge = JudgeSpec(chip_px=48, gsd_m=0.03, calibration=(1.0, 0.0), operating_points=points)
+    options = RunOptions(out_dir=tmp_path / "two", formats=("geojson", "csv"), progress=False)
+    two = run_one(path, RedDetector(), stage1, options, judge=(GreenJudge(), judge))
+    summary = two.summary
+    assert summary["plots"]["proposed_by_first_stage"] == 3 and two.plot_count == 2
+    assert summary["operating_point"]["sensitivity"] == "balanced"
+    assert summary["operating_point"]["applies_to"] == "plot score" and summary["model"]["stages"] == 2
+    assert "calibrated probability" in summary["score"]
+    feats = json.loads(two.outputs["geojson"].read_text())["features"]
+    assert [f["properties"]["plot_id"] for f in feats] == ["P001", "P002"]
+    assert all(f["properties"]["score"] > 0.99 for f in feats)
+    rows = two.outputs["csv"].read_text().splitlines()
+    assert rows[0] == "plot_id,lat,lon,area_m2,score" and all(float(r.split(",")[-1]) > 0.99 for r in rows[1:])
+
+    # Without the judge every proposal is a plot, and its score is the mean pixel probability.
+    one = run_one(
+        path, RedDetector(), stage1, RunOptions(out_dir=tmp_path / "one", formats=("geojson",), progress=False)
+    )
+    assert one.plot_count == 3 and one.summary["model"]["stages"] == 1
+    props = [f["properties"] for f in json.loads(one.outputs["geojson"].read_text())["features"]]
+    assert all(p["score"] == p["score_mean"] for p in props)
+
+    # A hand-set threshold over every score keeps nothing.
+    strict = RunOptions(out_dir=tmp_path / "strict", formats=("geojson",), progress=False, threshold=1.0)
+    assert run_one(path, RedDetector(), stage1, strict, judge=(GreenJudge(), judge)).plot_count == 0

@@ -19,7 +19,7 @@ from affine import Affine
 import train
 import training.loop
 import training.trainer
-from models.checkpoint import load_checkpoint, load_training_state
+from models.checkpoint import load_checkpoint, load_training_state, read_train_args
 
 UTM = "EPSG:32650"
 GSD = 0.03
@@ -100,6 +100,8 @@ def test_tiny_run_writes_log_checkpoints_and_metrics(data: Path, tmp_path: Path)
     assert spec.arch == "fastunet" and spec.arch_args == {"base_channels": 4, "depth": 2}
     assert spec.gsd_m == 0.03 and spec.name == "run" and len(spec.data_hash) == 64
     assert spec.train_args["chips_per_epoch"] == 8 and spec.metrics["epoch"] == metrics["best_epoch"]
+    # the whole config is in the checkpoint (what --resume reads back), the same as settings.json
+    assert read_train_args(out / "last.pt") == json.loads((out / "settings.json").read_text()) == spec.train_args
     assert spec.metrics["chosen"]["labels"] == 1  # the held-out scene has one plot
     best_rows = [r for r in rows if r["best"] == "1"]
     assert best_rows and int(best_rows[-1]["epoch"]) == metrics["best_epoch"]
@@ -263,7 +265,8 @@ def test_pretrain_on_land_cover_then_init_transfers_the_encoder(data: Path, tmp_
     # --init from it: the same network with a 1-logit head; everything but the head is the pretrained tensors
     s = train.resolve_settings(train.parse_args(["--data", str(data), "--init", str(pre / "best.pt"),
                                                  "--out", str(tmp_path / "p"), "--quiet"]))  # fmt: skip
-    poppy, pspec = training.trainer.build_model_and_spec(s, tmp_path / "p", resume=False)
+    poppy, pspec, s = training.trainer.build_model_and_spec(s, tmp_path / "p", resume=False)
+    assert s.arch == spec.arch  # the config now records what was trained
     assert pspec.classes == ("background", "poppy") and pspec.num_outputs == 1 and pspec.arch_args == spec.arch_args
     a, b = poppy.state_dict(), model.state_dict()
     assert torch.equal(a["net.inc.0.0.weight"], b["net.inc.0.0.weight"])

@@ -17,6 +17,7 @@ import training.loop
 from models import build_model
 from models.checkpoint import ModelSpec, load_checkpoint, load_training_state
 from models.losses import DiceFocalLoss
+from training.config import TrainConfig
 from training.loop import CsvLog, EpochStats, make_optimizer, warmup_cosine
 from training.trainer import Best, Validation, fit
 
@@ -53,7 +54,7 @@ def run_fit(out: Path, scores: dict[int, tuple[float, ...]], epochs: int, val_ev
     spec = ModelSpec(arch="fastunet", arch_args={"base_channels": 4, "depth": 2}, name="fake")
     optimizer = make_optimizer(model, 1e-3, 0.0)
     scheduler = warmup_cosine(optimizer, 1, 2 * epochs)
-    s = {"epochs": epochs, "val_every": val_every, "batch_size": 2, "workers": 0, "seed": 0, "quiet": False}
+    s = TrainConfig(epochs=epochs, val_every=val_every, batch_size=2, workers=0, seed=0, quiet=False)
     validated = []
 
     def validate(model: torch.nn.Module, spec: ModelSpec, epoch: int) -> Validation:

@@ -1,6 +1,6 @@
 """Training runs: the set-up of a poppy run and of a land-cover pretraining run, and the epoch loop they share.
 
-``train.py`` parses and checks the arguments into a settings dict (its ``DEFAULTS``, filled) and calls
+``train.py`` parses and checks the arguments into a :class:`training.config.TrainConfig` and calls
 :func:`train_poppy` or :func:`pretrain`. Each builds its data, network, loss and validation, then hands them to
 :func:`fit`, which owns everything the two kinds of run have in common: one epoch of updates, validation every
 ``val_every`` epochs, keeping the best checkpoint by a score tuple, and the files a run leaves in its folder.
@@ -48,6 +48,7 @@ from models.checkpoint import (
 from models.losses import DiceFocalLoss, MultiClassDiceCELoss
 from models.registry import build_model
 from training.classes import evaluate_chips
+from training.config import TrainConfig
 from training.evaluate import evaluate_scenes
 from training.mining import MiningResult, mine_hard_negatives
 from training.report import DEFAULT_THRESHOLDS
@@ -75,7 +76,7 @@ LOG_FIELDS = (
 )  # fmt: skip
 PRETRAIN_LOG_FIELDS = ("epoch", "loss", "lr", "chips_per_s", "seconds", "val_miou", "val_pixel_accuracy", "best")
 
-Settings = dict[str, Any]  # train.py's DEFAULTS, filled and checked by its resolve_settings
+Settings = TrainConfig  # filled and checked by train.py's resolve_settings
 
 
 @dataclass(frozen=True)
@@ -119,17 +120,17 @@ Validate = Callable[[nn.Module, ModelSpec, int], Validation]
 
 def _say(s: Settings) -> Callable[..., None]:
     """``print``, or nothing with ``--quiet``."""
-    return (lambda *a: None) if s["quiet"] else print
+    return (lambda *a: None) if s.quiet else print
 
 
 def _start(s: Settings, out: Path) -> torch.device:
     """What every run does first: pick the device, size the thread pool, create ``out``, seed everything."""
-    device = resolve_device(s["device"])
+    device = resolve_device(s.device)
     if device.type == "cpu":
         # The DataLoader workers take a core each; the model's threads get the rest.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - s["workers"]))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - s.workers))
     out.mkdir(parents=True, exist_ok=True)
-    loop.seed_everything(s["seed"])  # before the network is built: the initial weights follow the seed
+    loop.seed_everything(s.seed)  # before the network is built: the initial weights follow the seed
     return device
 
 
@@ -147,8 +148,8 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
     """
     device = _start(s, out)
     train_scenes, val_scenes, rule = split_scenes(s, out, resume)
-    model, spec = build_model_and_spec(s, out, resume)
-    (out / "settings.json").write_text(json.dumps(s, indent=2))
+    model, spec, s = build_model_and_spec(s, out, resume)
+    (out / "settings.json").write_text(json.dumps(s.to_dict(), indent=2))
     model.to(device)
     sources = [ChipSource.from_scene(x) for x in train_scenes]
     files = [p for x in train_scenes for p in (x.raster, x.labels, x.aoi) if p is not None]
@@ -156,27 +157,27 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
     dataset = ChipDataset(
         sources,
         target_gsd_m=spec.gsd_m,
-        chip_size=s["chip_size"],
-        chips_per_epoch=s["chips_per_epoch"],
-        positive_fraction=s["positive_fraction"],
-        scale_jitter=s["scale_jitter"],
-        seed=s["seed"],
+        chip_size=s.chip_size,
+        chips_per_epoch=s.chips_per_epoch,
+        positive_fraction=s.positive_fraction,
+        scale_jitter=s.scale_jitter,
+        seed=s.seed,
         transform=train_augment(),
-        hard_fraction=s["hard_negatives"],
+        hard_fraction=s.hard_negatives,
     )
     chips = dataset  # the poppy chips, also when --negatives wraps them below: hard negatives are set on these
     say = _say(s)
-    if s["negatives"] is not None:
+    if s.negatives is not None:
         dataset, negatives_hash, described = with_negatives(dataset, s, spec.gsd_m)
         spec = dataclasses.replace(spec, data_hash=data_hash_of(spec.data_hash, negatives_hash))
-        say(f"negatives: {s['negative_share']:.0%} of the chips from {described}")
+        say(f"negatives: {s.negative_share:.0%} of the chips from {described}")
     optimizer, scheduler, total_steps = _optimiser(model, s)
     log = loop.CsvLog(out / "log.csv", LOG_FIELDS)
     start, best = _resume_state(resume, out, optimizer, scheduler, total_steps, log, n_score=2)
     say(f"{len(train_scenes)} training and {len(val_scenes)} validation orthomosaics ({rule}); device {device}")
     validate = functools.partial(_validate_on_scenes, scenes=val_scenes, device=device, s=s, out=out)
     before_epoch = None
-    if s["hard_negatives"] > 0:
+    if s.hard_negatives > 0:
         before_epoch = HardNegativeMiner(chips, s, out, device)
         if resume:
             before_epoch.restore()
@@ -208,7 +209,7 @@ class HardNegativeMiner:
 
     def due(self, epoch: int) -> bool:
         """Whether to mine before ``epoch``."""
-        return (epoch - 1) % self.s["mine_every"] == 0 and (epoch > 1 or self.s["init"] is not None)
+        return (epoch - 1) % self.s.mine_every == 0 and (epoch > 1 or self.s.init is not None)
 
     def restore(self) -> None:
         """Set the last mined polygons again (a resumed run), when there are any."""
@@ -220,11 +221,11 @@ class HardNegativeMiner:
             return
         mined = mine_hard_negatives(
             model, spec, self.chips.sources, threshold=spec.threshold, device=self.device,
-            batch_size=self.s["batch_size"], tile=self.s["val_tile"], progress=not self.s["quiet"],
+            batch_size=self.s.batch_size, tile=self.s.val_tile, progress=not self.s.quiet,
         )  # fmt: skip
         self.chips.set_hard_negatives(mined)
         _write_json(self.path, {"epoch": epoch, **mined.to_dict()})
-        _say(self.s)(f"epoch {epoch}/{self.s['epochs']}: {mined.line()}")
+        _say(self.s)(f"epoch {epoch}/{self.s.epochs}: {mined.line()}")
 
 
 def pretrain(s: Settings, out: Path, resume: bool = False) -> Best:
@@ -242,23 +243,23 @@ def pretrain(s: Settings, out: Path, resume: bool = False) -> Best:
         InputError: On a data set that cannot be read, or a resumed run that learnt other classes.
     """
     device = _start(s, out)
-    source = open_public(s["pretrain"], "--pretrain")
-    train_tiles, val_tiles, rule = pretraining_split(source, s["val_fraction"], s["seed"])
-    model, spec = build_model_and_spec(s, out, resume, classes=source.classes)
+    source = open_public(s.pretrain, "--pretrain")
+    train_tiles, val_tiles, rule = pretraining_split(source, s.val_fraction, s.seed)
+    model, spec, s = build_model_and_spec(s, out, resume, classes=source.classes)
     if tuple(spec.classes) != source.classes:
         raise InputError(f"--resume: the run in {out} learnt other classes than {source.title} has now")
-    (out / "settings.json").write_text(json.dumps(s, indent=2))
+    (out / "settings.json").write_text(json.dumps(s.to_dict(), indent=2))
     split = {"rule": rule, "data_set": source.describe(), "train_tiles": len(train_tiles),
              "val_tiles": len(val_tiles), "val_groups": sorted({t.group for t in val_tiles})}  # fmt: skip
     (out / "split.json").write_text(json.dumps(split, indent=2))
     model.to(device)
     spec = dataclasses.replace(spec, data_hash=source.fingerprint(train_tiles))
-    common = {"target_gsd_m": spec.gsd_m, "chip_size": s["chip_size"], "labels": "landcover"}
+    common = {"target_gsd_m": spec.gsd_m, "chip_size": s.chip_size, "labels": "landcover"}
     dataset = PublicChipDataset(
-        source, train_tiles, chips_per_epoch=s["chips_per_epoch"], scale_jitter=s["scale_jitter"], seed=s["seed"],
+        source, train_tiles, chips_per_epoch=s.chips_per_epoch, scale_jitter=s.scale_jitter, seed=s.seed,
         transform=train_augment(), **common,
     )  # fmt: skip
-    val_set = PublicChipDataset(source, val_tiles, chips_per_epoch=s["val_chips"], seed=s["seed"] + 1, **common)
+    val_set = PublicChipDataset(source, val_tiles, chips_per_epoch=s.val_chips, seed=s.seed + 1, **common)
     optimizer, scheduler, total_steps = _optimiser(model, s)
     log = loop.CsvLog(out / "log.csv", PRETRAIN_LOG_FIELDS)
     start, best = _resume_state(resume, out, optimizer, scheduler, total_steps, log, n_score=1)
@@ -292,7 +293,7 @@ def fit(
     total_steps: int,
     before_epoch: Callable[[nn.Module, ModelSpec, int], None] | None = None,
 ) -> Best:
-    """Train from epoch ``start + 1`` to ``s["epochs"]``, validating every ``s["val_every"]`` epochs and after the
+    """Train from epoch ``start + 1`` to ``s.epochs``, validating every ``s.val_every`` epochs and after the
     last, and return the best validation.
 
     After each validation ``metrics.json`` is rewritten and, when ``validate``'s score beats ``best``, so are
@@ -319,11 +320,11 @@ def fit(
             negative mining).
     """
     say = _say(s)
-    for epoch in range(start + 1, s["epochs"] + 1):
+    for epoch in range(start + 1, s.epochs + 1):
         if before_epoch is not None:
             before_epoch(model, spec, epoch)
         row, line = _train_epoch(model, dataset, criterion, optimizer, scheduler, device, spec, s, epoch)
-        if epoch % s["val_every"] == 0 or epoch == s["epochs"]:
+        if epoch % s.val_every == 0 or epoch == s.epochs:
             result = validate(model, spec, epoch)
             spec = result.spec
             row.update(result.row)
@@ -361,8 +362,8 @@ def _validate_on_scenes(
     """A poppy run's validation: the inference path over whole held-out orthomosaics, scored as plots at every
     threshold; the threshold chosen goes into the spec (``val/`` keeps the probabilities)."""
     report = evaluate_scenes(
-        model, spec, scenes, thresholds=DEFAULT_THRESHOLDS, device=device, min_area_m2=s["min_area_m2"],
-        tile=s["val_tile"], batch_size=s["batch_size"], work_dir=out / "val", progress=not s["quiet"],
+        model, spec, scenes, thresholds=DEFAULT_THRESHOLDS, device=device, min_area_m2=s.min_area_m2,
+        tile=s.val_tile, batch_size=s.batch_size, work_dir=out / "val", progress=not s.quiet,
     )  # fmt: skip
     c = report.chosen
     row = {
@@ -387,7 +388,7 @@ def _validate_on_chips(
     model: nn.Module, spec: ModelSpec, epoch: int, *, chips: Any, device: torch.device, s: Settings
 ) -> Validation:
     """A pretraining run's validation: per-class IoU on the same fixed chips of held-out tiles every time."""
-    loader = loop.epoch_loader(chips, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=0)
+    loader = loop.epoch_loader(chips, s.batch_size, workers=s.workers, seed=s.seed, epoch=0)
     report = evaluate_chips(model, spec, loader, device)
     return Validation(
         score=report.score,
@@ -413,17 +414,17 @@ def _train_epoch(
     """One epoch of updates; returns its log row and summary line."""
     dataset.set_epoch(epoch)
     loader = loop.epoch_loader(
-        dataset, s["batch_size"], workers=s["workers"], seed=s["seed"], epoch=epoch, pin_memory=device.type == "cuda"
+        dataset, s.batch_size, workers=s.workers, seed=s.seed, epoch=epoch, pin_memory=device.type == "cuda"
     )
     stats = loop.train_one_epoch(
         model, loader, criterion, optimizer, scheduler, device, functools.partial(normalise, spec=spec),
-        progress=not s["quiet"], desc=f"epoch {epoch}/{s['epochs']}", total=len(loader),
+        progress=not s.quiet, desc=f"epoch {epoch}/{s.epochs}", total=len(loader),
     )  # fmt: skip
     row: dict[str, Any] = {
         "epoch": epoch, "loss": f"{stats.loss:.6f}", "lr": f"{stats.lr:.6g}",
         "chips_per_s": f"{stats.chips_per_s:.2f}", "seconds": f"{stats.seconds:.1f}", "best": 0,
     }  # fmt: skip
-    return row, f"epoch {epoch}/{s['epochs']}: loss {stats.loss:.4f}, {stats.chips_per_s:.1f} chips/s"
+    return row, f"epoch {epoch}/{s.epochs}: loss {stats.loss:.4f}, {stats.chips_per_s:.1f} chips/s"
 
 
 def synthetic_scenes(out: Path, kind: str, count: int, seed: int, size: int) -> list[LabelledScene]:
@@ -454,25 +455,25 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledSce
             split["rule"],
         )
 
-    real = scenes_from_folder(s["data"]) if s["data"] else []
-    synth = synthetic_scenes(out, "train", s["synthetic"], s["seed"], s["synthetic_size"]) if s["synthetic"] else []
-    val = scenes_from_folder(s["val_data"]) if s["val_data"] else []
+    real = scenes_from_folder(s.data) if s.data else []
+    synth = synthetic_scenes(out, "train", s.synthetic, s.seed, s.synthetic_size) if s.synthetic else []
+    val = scenes_from_folder(s.val_data) if s.val_data else []
     synth_val = (
-        synthetic_scenes(out, "val", s["synthetic_val"], s["seed"] + 1_000_003, s["synthetic_size"])
-        if s["synthetic_val"]
+        synthetic_scenes(out, "val", s.synthetic_val, s.seed + 1_000_003, s.synthetic_size)
+        if s.synthetic_val
         else []
     )
-    if s["val_data"]:
-        train, rule = real + synth, f"validation folder {s['val_data']}"
+    if s.val_data:
+        train, rule = real + synth, f"validation folder {s.val_data}"
     elif len(real) >= 2:
-        kept, held = hold_out(real, s["val_fraction"], s["seed"])
+        kept, held = hold_out(real, s.val_fraction, s.seed)
         train, val = kept + synth, held
-        rule = f"held out {len(held)} of {len(real)} --data orthomosaics (seed {s['seed']})"
+        rule = f"held out {len(held)} of {len(real)} --data orthomosaics (seed {s.seed})"
     elif synth_val:
         train, rule = real + synth, "synthetic validation scenes only"
     else:
-        train, val = hold_out(real + synth, s["val_fraction"], s["seed"])
-        rule = f"held out {len(val)} of {len(real) + len(synth)} orthomosaics (seed {s['seed']})"
+        train, val = hold_out(real + synth, s.val_fraction, s.seed)
+        rule = f"held out {len(val)} of {len(real) + len(synth)} orthomosaics (seed {s.seed})"
     val += synth_val
     if synth_val and val != synth_val:
         rule += f", plus {len(synth_val)} synthetic"
@@ -483,8 +484,9 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledSce
 
 def build_model_and_spec(
     s: Settings, out: Path, resume: bool, classes: tuple[str, ...] = POPPY_CLASSES
-) -> tuple[nn.Module, ModelSpec]:
-    """The network and its spec: resumed, fine-tuned from ``--init`` (its settings carried over), or new.
+) -> tuple[nn.Module, ModelSpec, Settings]:
+    """The network, its spec and the settings as trained: resumed, fine-tuned from ``--init`` (its architecture
+    carried over into the returned settings), or new.
 
     An ``--init`` checkpoint with other classes (a ``--pretrain`` land-cover run, or the poppy model for a
     pretraining run) initialises a new network of its architecture for ``classes``: every tensor matching in name
@@ -493,38 +495,38 @@ def build_model_and_spec(
     outputs = 1 if len(classes) == 2 else len(classes)  # as ModelSpec.num_outputs: one logit for a binary model
     if resume:
         model, spec = load_checkpoint(out / "last.pt")
-    elif s["init"] is not None:
-        model, init = load_checkpoint(s["init"])
-        arch_args = json.loads(s["arch_args"]) if s["arch_args"] is not None else init.arch_args
-        if s["arch"] not in (None, init.arch) or arch_args != init.arch_args:
+    elif s.init is not None:
+        model, init = load_checkpoint(s.init)
+        arch_args = json.loads(s.arch_args) if s.arch_args is not None else init.arch_args
+        if s.arch not in (None, init.arch) or arch_args != init.arch_args:
             raise InputError(
-                f"--arch {s['arch'] or init.arch} {arch_args}: the --init checkpoint is {init.arch} "
+                f"--arch {s.arch or init.arch} {arch_args}: the --init checkpoint is {init.arch} "
                 f"{init.arch_args}; drop --arch/--arch-args to fine-tune it, or drop --init to train a new network"
             )
-        spec = dataclasses.replace(init, gsd_m=s["gsd"] or init.gsd_m, metrics={}, sha256="")
+        spec = dataclasses.replace(init, gsd_m=s.gsd or init.gsd_m, metrics={}, sha256="")
         if tuple(init.classes) != tuple(classes):
             model = build_model(init.arch, in_channels=len(init.bands), num_classes=outputs, **init.arch_args)
-            report = load_pretrained_into(model, s["init"])
+            report = load_pretrained_into(model, s.init)
             spec = dataclasses.replace(spec, classes=tuple(classes), threshold=0.5)
-            if not s["quiet"]:
+            if not s.quiet:
                 print(report.summary())
-        s["arch"], s["arch_args"] = init.arch, json.dumps(init.arch_args)  # recorded as what was trained
+        s = s.replace(arch=init.arch, arch_args=json.dumps(init.arch_args))  # recorded as what was trained
     else:
-        arch_args = json.loads(s["arch_args"])
-        model = build_model(s["arch"], in_channels=3, num_classes=outputs, **arch_args)
-        spec = ModelSpec(arch=s["arch"], arch_args=arch_args, gsd_m=s["gsd"] or 0.03, classes=tuple(classes))
-    return model.train(), dataclasses.replace(spec, name=s["name"], train_args=dict(s))
+        arch_args = json.loads(s.arch_args)
+        model = build_model(s.arch, in_channels=3, num_classes=outputs, **arch_args)
+        spec = ModelSpec(arch=s.arch, arch_args=arch_args, gsd_m=s.gsd or 0.03, classes=tuple(classes))
+    return model.train(), dataclasses.replace(spec, name=s.name, train_args=s.to_dict()), s
 
 
 def with_negatives(chips: ChipDataset, s: Settings, gsd_m: float) -> tuple[MixedChipDataset, str, str]:
     """Poppy chips with ``--negatives`` mixed in at ``--negative-share``: ``(dataset, fingerprint, description)``."""
-    source = open_public(s["negatives"], "--negatives")
+    source = open_public(s.negatives, "--negatives")
     tiles = source.negative_tiles()
     negatives = PublicChipDataset(
-        source, tiles, target_gsd_m=gsd_m, chip_size=s["chip_size"], chips_per_epoch=s["chips_per_epoch"],
-        labels="negative", scale_jitter=s["scale_jitter"], seed=s["seed"], transform=train_augment(),
+        source, tiles, target_gsd_m=gsd_m, chip_size=s.chip_size, chips_per_epoch=s.chips_per_epoch,
+        labels="negative", scale_jitter=s.scale_jitter, seed=s.seed, transform=train_augment(),
     )  # fmt: skip
-    mixed = MixedChipDataset(chips, negatives, s["negative_share"], s["seed"])
+    mixed = MixedChipDataset(chips, negatives, s.negative_share, s.seed)
     return mixed, source.fingerprint(tiles), source.describe()
 
 
@@ -537,8 +539,8 @@ def _optimiser(
     model: nn.Module, s: Settings
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, int]:
     """AdamW and its schedule for the whole run: ``(optimizer, scheduler, total_steps)``."""
-    total_steps = s["epochs"] * math.ceil(s["chips_per_epoch"] / s["batch_size"])
-    optimizer = loop.make_optimizer(model, s["lr"], s["weight_decay"])
+    total_steps = s.epochs * math.ceil(s.chips_per_epoch / s.batch_size)
+    optimizer = loop.make_optimizer(model, s.lr, s.weight_decay)
     # Warm-up of 5 % of the run (at most 500 steps): AdamW's first moment estimates are noisy.
     scheduler = loop.warmup_cosine(optimizer, max(1, min(500, total_steps // 20)), total_steps)
     return optimizer, scheduler, total_steps
