@@ -187,6 +187,13 @@ def main(args: argparse.Namespace) -> int:
     try:
         out: Path = args.out.resolve()  # split.json records absolute paths: a resume may start elsewhere
         s = resolve_settings(args)
+        if s.pretrain is None:
+            from datasets.training_folder import check_training_folder
+
+            for flag, folder in (("--data", s.data), ("--val-data", s.val_data)):
+                if folder is not None:  # every pair read now: a bad label file stops the run before any epoch
+                    for note in check_training_folder(folder, flag):
+                        print("warning: " + note, file=sys.stderr)
         # Imported only now (torch and the data stack), so --help and argument errors answer at once.
         from training.trainer import pretrain, train_poppy
 
