@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ from models.registry import build_model
 from training.classes import evaluate_chips
 from training.config import TrainConfig
 from training.evaluate import evaluate_scenes
+from training.judge import JudgeReport, train_judge, write_judge_report
 from training.mining import MiningResult, mine_hard_negatives
 from training.report import DEFAULT_THRESHOLDS, MIN_VALIDATION_PLOTS, summarise
 
@@ -228,6 +230,45 @@ class HardNegativeMiner:
         self.chips.set_hard_negatives(mined)
         _write_json(self.path, {"epoch": epoch, **mined.to_dict()})
         _say(self.s)(f"epoch {epoch}/{self.s.epochs}: {mined.line()}")
+
+
+def train_judge_run(s: Settings, out: Path) -> JudgeReport:
+    """``train.py --judge STAGE1``: train the second stage for a first-stage checkpoint and write ``two_stage.pt``.
+
+    The scenes are split as for a poppy run (``--val-data``, or whole orthomosaics of ``--data`` held out, or
+    ``--synthetic-val``); the first stage runs over all of them at its own threshold, the judge learns on the
+    training scenes' proposals and labels and is calibrated, with its operating points, on the validation ones
+    (:func:`training.judge.train_judge`).
+
+    Raises:
+        InputError: For a checkpoint or data that cannot be used, or fewer than
+            :data:`training.report.MIN_VALIDATION_PLOTS` labelled validation plots (too few to place operating
+            points).
+    """
+    device = _start(s, out)
+    train_scenes, val_scenes, rule = split_scenes(s, out, resume=False)
+    stage1, spec1 = load_checkpoint(s.judge, map_location=device)
+    (out / "settings.json").write_text(json.dumps(s.to_dict(), indent=2))
+    val_sources = [ChipSource.from_scene(x) for x in val_scenes]
+    labels = sum(len(x.positive_geoms) for x in val_sources)
+    if labels < MIN_VALIDATION_PLOTS:
+        raise InputError(
+            f"--judge: the validation scenes hold {labels} labelled plot(s), fewer than {MIN_VALIDATION_PLOTS}: too "
+            "few to calibrate the judge and place its operating points; add validation scenes (--val-data or "
+            "--synthetic-val)"
+        )
+    say = _say(s)
+    say(f"{len(train_scenes)} training and {len(val_scenes)} validation orthomosaics ({rule}); device {device}")
+    t0 = time.perf_counter()
+    judge, jspec, report = train_judge(
+        [ChipSource.from_scene(x) for x in train_scenes], val_sources, stage1, spec1,
+        epochs=s.epochs, chips_per_epoch=s.chips_per_epoch, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
+        device=device, min_area_m2=s.min_area_m2, say=say,
+    )  # fmt: skip
+    save_checkpoint(out / "two_stage.pt", stage1, spec1, judge=(judge, jspec))
+    write_judge_report(out, report, stage1=str(s.judge), seconds=time.perf_counter() - t0)
+    say(report.table())
+    return report
 
 
 def pretrain(s: Settings, out: Path, resume: bool = False) -> Best:
