@@ -25,7 +25,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -434,6 +434,71 @@ def _check_spec(spec: ModelSpec) -> None:
         raise InputError(f"the model's classes {spec.classes} have no 'poppy'; use a poppy detector checkpoint")
 
 
+def _check_tiling(spec: ModelSpec, tile: int | None, overlap: int | None, batch_size: int) -> tuple[int, int]:
+    """``(tile, overlap)`` in model pixels, defaults filled (the spec's tile, an eighth of it).
+
+    Raises:
+        InputError: For a tile under ``MIN_TILE``, an overlap over half the tile or a batch size under 1.
+    """
+    tile = int(spec.tile_size if tile is None else tile)
+    if tile < MIN_TILE:
+        raise InputError(f"--tile {tile}: too small; use at least {MIN_TILE} model pixels (e.g. 512)")
+    overlap = tile // 8 if overlap is None else int(overlap)
+    if not 0 <= overlap <= tile // 2:
+        raise InputError(f"--overlap {overlap}: must be between 0 and half the tile ({tile // 2})")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    return tile, overlap
+
+
+def _tiles_to_run(
+    ds: rasterio.io.DatasetReader, info: RasterInfo, grid: ModelGrid, tile: int, overlap: int
+) -> tuple[list[tuple[int, int]], int]:
+    """The tiles ``(row_off, col_off)`` that touch the valid footprint, rows first, and how many tiles in all."""
+    footprint, cell = coarse_footprint(ds, info, grid, cell=max(8, tile // 4))
+    rows = tile_starts(grid.height, tile, overlap)
+    cols = tile_starts(grid.width, tile, overlap)
+    tiles = [
+        (r, c)
+        for r in rows
+        for c in cols
+        if window_touches_footprint(Window(col_off=c, row_off=r, width=tile, height=tile), footprint, cell)
+    ]
+    return tiles, len(rows) * len(cols)
+
+
+def _stream_tiles(
+    reader: Iterable[tuple[list[tuple[int, int]], np.ndarray, np.ndarray]],
+    model: nn.Module,
+    spec: ModelSpec,
+    dev: torch.device,
+    tta: bool,
+    strip: _Strip,
+    weights: np.ndarray,
+    height: int,
+    bar: tqdm,
+) -> tuple[float, float]:
+    """Predict every batch the reader yields and blend it into the strip writer; flush the last strip.
+
+    Returns:
+        Seconds in the model and seconds blending and writing.
+    """
+    t_model = t_write = 0.0
+    for chunk, rgb, valid in reader:
+        t0 = time.perf_counter()
+        prob = predict_batch(model, rgb, spec, dev, tta=tta)
+        t1 = time.perf_counter()
+        for (r, c), p, v in zip(chunk, prob, valid, strict=True):
+            strip.add(r, c, p, v, weights)
+        t_write += time.perf_counter() - t1
+        t_model += t1 - t0
+        bar.update(len(chunk))
+    t1 = time.perf_counter()
+    strip.advance(height)
+    t_write += time.perf_counter() - t1
+    return t_model, t_write
+
+
 def predict_raster(
     ds_or_path: rasterio.io.DatasetReader | str | Path,
     model: nn.Module,
@@ -473,14 +538,7 @@ def predict_raster(
     """
     t_start = time.perf_counter()
     _check_spec(spec)
-    tile = int(spec.tile_size if tile is None else tile)
-    if tile < MIN_TILE:
-        raise InputError(f"--tile {tile}: too small; use at least {MIN_TILE} model pixels (e.g. 512)")
-    overlap = tile // 8 if overlap is None else int(overlap)
-    if not 0 <= overlap <= tile // 2:
-        raise InputError(f"--overlap {overlap}: must be between 0 and half the tile ({tile // 2})")
-    if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    tile, overlap = _check_tiling(spec, tile, overlap, batch_size)
     dev = resolve_device(device)
 
     own = not isinstance(ds_or_path, rasterio.io.DatasetReader)
@@ -497,22 +555,11 @@ def predict_raster(
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        footprint, cell = coarse_footprint(ds, info, grid, cell=max(8, tile // 4))
+        tiles, tiles_total = _tiles_to_run(ds, info, grid, tile, overlap)
         timings["footprint"] = time.perf_counter() - t0
-
-        rows = tile_starts(grid.height, tile, overlap)
-        cols = tile_starts(grid.width, tile, overlap)
-        tiles_total = len(rows) * len(cols)
-        tiles = [
-            (r, c)
-            for r in rows
-            for c in cols
-            if window_touches_footprint(Window(col_off=c, row_off=r, width=tile, height=tile), footprint, cell)
-        ]
         weights = blend_weights(tile, overlap)
         model.to(dev).eval()
 
-        t_model = t_write = 0.0
         with ProbRasterWriter(
             prob_path,
             height=grid.height,
@@ -532,18 +579,7 @@ def predict_raster(
                 dynamic_ncols=True,
             )
             try:
-                for chunk, rgb, valid in reader:
-                    t0 = time.perf_counter()
-                    prob = predict_batch(model, rgb, spec, dev, tta=tta)
-                    t1 = time.perf_counter()
-                    for (r, c), p, v in zip(chunk, prob, valid, strict=True):
-                        strip.add(r, c, p, v, weights)
-                    t_write += time.perf_counter() - t1
-                    t_model += t1 - t0
-                    bar.update(len(chunk))
-                t1 = time.perf_counter()
-                strip.advance(grid.height)
-                t_write += time.perf_counter() - t1
+                t_model, t_write = _stream_tiles(reader, model, spec, dev, tta, strip, weights, grid.height, bar)
             finally:
                 bar.close()
                 reader.close()
