@@ -59,6 +59,8 @@ __all__ = [
     "PredictResult",
     "autocast_context",
     "check_gsd",
+    "check_model_spec",
+    "check_tiling",
     "coarse_footprint",
     "gsd_ratio",
     "model_grid",
@@ -74,6 +76,10 @@ MIN_TILE = 32  # below this a tile holds too little context for the network to j
 # so its scores mean little. Up to 3x it still sees canopy colour and texture, which is what carries detection
 # above ~3 cm/px (poppy-facts.md, "Imaging"). Finer sources are only downsampled and are always fine.
 MAX_GSD_RATIO = 3.0
+# A source 20x finer than the model (1.5 mm/px against 3 cm/px) is finer than any drone survey flies: almost
+# always a CRS in the wrong units (feet read as metres is 3x; millimetres or a local grid much more). It would
+# also read 400 source pixels per model pixel. Refused like a too-coarse one, for the same flag to override.
+MIN_GSD_RATIO = 1 / 20
 FOOTPRINT_MAX_SIDE = 2048  # longest side of the coarse footprint read; bounds its cost on huge rasters
 _QUEUE_BATCHES = 3  # batches read ahead: enough to hide I/O jitter, small enough to bound memory
 
@@ -204,6 +210,18 @@ def check_gsd(
             False; the message names both GSDs and the fix.
     """
     ratio = gsd_ratio(info, model_gsd_m)
+    if min(info.gsd_m) / model_gsd_m < MIN_GSD_RATIO:
+        fine = model_gsd_m / min(info.gsd_m)
+        text = (
+            f"{info.path}: ground sample distance {min(info.gsd_m) * 1000:.3g} mm/px is {fine:.0f}x finer than the "
+            f"model's {model_gsd_m * 100:.3g} cm/px, finer than any drone survey"
+        )
+        if allow:
+            return text + "; running anyway as asked (--allow-gsd-mismatch): this is slow"
+        raise InputError(
+            text + ": check the CRS and its units (gdalinfo), or resample it to the model's GSD "
+            f"(gdalwarp -tr {model_gsd_m:g} {model_gsd_m:g}); --allow-gsd-mismatch runs it anyway"
+        )
     if ratio <= max_ratio:
         return None
     src_cm, model_cm = max(info.gsd_m) * 100, model_gsd_m * 100
@@ -424,21 +442,14 @@ class _ReadAhead:
         self._thread.join(timeout=10)
 
 
-def _check_spec(spec: ModelSpec) -> None:
-    if tuple(spec.bands) != ("red", "green", "blue"):
-        raise InputError(
-            f"the model expects bands {', '.join(spec.bands)}; this tool reads red, green and blue only: "
-            "use an RGB model"
-        )
-    if "poppy" not in spec.classes:
-        raise InputError(f"the model's classes {spec.classes} have no 'poppy'; use a poppy detector checkpoint")
+def check_tiling(spec: ModelSpec, tile: int | None, overlap: int | None, batch_size: int) -> tuple[int, int]:
+    """Resolve and check ``--tile``, ``--overlap`` and ``--batch-size`` (before any work starts).
 
-
-def _check_tiling(spec: ModelSpec, tile: int | None, overlap: int | None, batch_size: int) -> tuple[int, int]:
-    """``(tile, overlap)`` in model pixels, defaults filled (the spec's tile, an eighth of it).
+    Returns:
+        ``(tile, overlap)`` in model pixels, defaults filled in from the model.
 
     Raises:
-        InputError: For a tile under ``MIN_TILE``, an overlap over half the tile or a batch size under 1.
+        InputError: Naming the flag and its allowed range.
     """
     tile = int(spec.tile_size if tile is None else tile)
     if tile < MIN_TILE:
@@ -449,6 +460,21 @@ def _check_tiling(spec: ModelSpec, tile: int | None, overlap: int | None, batch_
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
     return tile, overlap
+
+
+def check_model_spec(spec: ModelSpec) -> None:
+    """Refuse a checkpoint that is not an RGB poppy detector (other bands, a land-cover pretraining model).
+
+    Raises:
+        InputError: Saying what the model expects and what to use instead.
+    """
+    if tuple(spec.bands) != ("red", "green", "blue"):
+        raise InputError(
+            f"the model expects bands {', '.join(spec.bands)}; this tool reads red, green and blue only: "
+            "use an RGB model"
+        )
+    if "poppy" not in spec.classes:
+        raise InputError(f"the model's classes {spec.classes} have no 'poppy'; use a poppy detector checkpoint")
 
 
 def _tiles_to_run(
@@ -512,6 +538,7 @@ def predict_raster(
     tta: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    bands: tuple[int, int, int] | None = None,
 ) -> PredictResult:
     """Predict poppy probability over a whole orthomosaic and stream it to a GeoTIFF.
 
@@ -528,6 +555,7 @@ def predict_raster(
         tta: Test-time augmentation (flips and a quarter turn, averaged); four times slower.
         progress: Show a tqdm progress bar (tiles/s, time left).
         overwrite: Replace an existing ``prob_path``.
+        bands: 1-based band numbers of red, green and blue (``--bands``); ``None`` picks them.
 
     Returns:
         A :class:`PredictResult`.
@@ -537,15 +565,15 @@ def predict_raster(
             RGB poppy detector, or tile/overlap/batch values out of range.
     """
     t_start = time.perf_counter()
-    _check_spec(spec)
-    tile, overlap = _check_tiling(spec, tile, overlap, batch_size)
+    check_model_spec(spec)
+    tile, overlap = check_tiling(spec, tile, overlap, batch_size)
     dev = resolve_device(device)
 
     own = not isinstance(ds_or_path, rasterio.io.DatasetReader)
     ds = open_raster(ds_or_path) if own else ds_or_path
     was_training = model.training
     try:
-        info = inspect_raster(ds)
+        info = inspect_raster(ds, bands)
         grid = model_grid(info, spec.gsd_m)
         if prob_path is None:
             fd, name = tempfile.mkstemp(prefix=Path(info.path).stem + ".", suffix=".prob.tif")

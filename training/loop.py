@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from core.errors import InputError
 from core.files import write_aside
 from detect.predict import autocast_context
 
@@ -135,6 +136,14 @@ def train_one_epoch(
         with autocast_context(device):
             logits = model(image)
         loss = criterion(logits.float(), mask)
+        if not torch.isfinite(loss):
+            # Stop before the update: one NaN step would poison every weight, and the checkpoints already on disk
+            # (last.pt, best.pt, written at epoch ends) are the last good state, so they are left as they are.
+            raise InputError(
+                f"{desc}: the loss became {float(loss.detach())} at batch {i + 1} (training diverged); stopped before "
+                "updating the weights, the last checkpoint (last.pt, best.pt) is kept; lower --lr (e.g. by half) "
+                "and start a new run, or --init from best.pt"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
