@@ -25,7 +25,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -477,6 +477,54 @@ def check_model_spec(spec: ModelSpec) -> None:
         raise InputError(f"the model's classes {spec.classes} have no 'poppy'; use a poppy detector checkpoint")
 
 
+def _tiles_to_run(
+    ds: rasterio.io.DatasetReader, info: RasterInfo, grid: ModelGrid, tile: int, overlap: int
+) -> tuple[list[tuple[int, int]], int]:
+    """The tiles ``(row_off, col_off)`` that touch the valid footprint, rows first, and how many tiles in all."""
+    footprint, cell = coarse_footprint(ds, info, grid, cell=max(8, tile // 4))
+    rows = tile_starts(grid.height, tile, overlap)
+    cols = tile_starts(grid.width, tile, overlap)
+    tiles = [
+        (r, c)
+        for r in rows
+        for c in cols
+        if window_touches_footprint(Window(col_off=c, row_off=r, width=tile, height=tile), footprint, cell)
+    ]
+    return tiles, len(rows) * len(cols)
+
+
+def _stream_tiles(
+    reader: Iterable[tuple[list[tuple[int, int]], np.ndarray, np.ndarray]],
+    model: nn.Module,
+    spec: ModelSpec,
+    dev: torch.device,
+    tta: bool,
+    strip: _Strip,
+    weights: np.ndarray,
+    height: int,
+    bar: tqdm,
+) -> tuple[float, float]:
+    """Predict every batch the reader yields and blend it into the strip writer; flush the last strip.
+
+    Returns:
+        Seconds in the model and seconds blending and writing.
+    """
+    t_model = t_write = 0.0
+    for chunk, rgb, valid in reader:
+        t0 = time.perf_counter()
+        prob = predict_batch(model, rgb, spec, dev, tta=tta)
+        t1 = time.perf_counter()
+        for (r, c), p, v in zip(chunk, prob, valid, strict=True):
+            strip.add(r, c, p, v, weights)
+        t_write += time.perf_counter() - t1
+        t_model += t1 - t0
+        bar.update(len(chunk))
+    t1 = time.perf_counter()
+    strip.advance(height)
+    t_write += time.perf_counter() - t1
+    return t_model, t_write
+
+
 def predict_raster(
     ds_or_path: rasterio.io.DatasetReader | str | Path,
     model: nn.Module,
@@ -535,22 +583,11 @@ def predict_raster(
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        footprint, cell = coarse_footprint(ds, info, grid, cell=max(8, tile // 4))
+        tiles, tiles_total = _tiles_to_run(ds, info, grid, tile, overlap)
         timings["footprint"] = time.perf_counter() - t0
-
-        rows = tile_starts(grid.height, tile, overlap)
-        cols = tile_starts(grid.width, tile, overlap)
-        tiles_total = len(rows) * len(cols)
-        tiles = [
-            (r, c)
-            for r in rows
-            for c in cols
-            if window_touches_footprint(Window(col_off=c, row_off=r, width=tile, height=tile), footprint, cell)
-        ]
         weights = blend_weights(tile, overlap)
         model.to(dev).eval()
 
-        t_model = t_write = 0.0
         with ProbRasterWriter(
             prob_path,
             height=grid.height,
@@ -570,18 +607,7 @@ def predict_raster(
                 dynamic_ncols=True,
             )
             try:
-                for chunk, rgb, valid in reader:
-                    t0 = time.perf_counter()
-                    prob = predict_batch(model, rgb, spec, dev, tta=tta)
-                    t1 = time.perf_counter()
-                    for (r, c), p, v in zip(chunk, prob, valid, strict=True):
-                        strip.add(r, c, p, v, weights)
-                    t_write += time.perf_counter() - t1
-                    t_model += t1 - t0
-                    bar.update(len(chunk))
-                t1 = time.perf_counter()
-                strip.advance(grid.height)
-                t_write += time.perf_counter() - t1
+                t_model, t_write = _stream_tiles(reader, model, spec, dev, tta, strip, weights, grid.height, bar)
             finally:
                 bar.close()
                 reader.close()
