@@ -18,6 +18,10 @@ Examples:
     # synthetic data only, with 20 synthetic validation scenes, a ResNet-34 U-Net on the GPU
     python train.py --synthetic 400 --synthetic-val 20 --out runs/r34 --arch unet_resnet34 --device cuda
 
+    # randomised synthetic scenes from one appearance half, validated on scenes drawn from the other half
+    python train.py --synthetic 400 --synthetic-val 40 --synthetic-randomise 2 --synthetic-appearance train \\
+        --out runs/dr
+
     # a quarter of the chips centred on the model's own false alarms on the training scenes, found again every
     # 2 epochs (hard-negative mining: what cuts false alarms on your local crops when fine-tuning)
     python train.py --data data/labelled --init default --hard-negatives 0.25 --mine-every 2 --out runs/hn
@@ -84,6 +88,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synthetic", type=int, help="generate N synthetic training scenes into OUT/synthetic/")
     p.add_argument("--synthetic-val", type=int, help="generate N synthetic validation scenes")
     p.add_argument("--synthetic-size", type=int, help=f"synthetic scene side in px (default {d['synthetic_size']})")
+    p.add_argument(
+        "--synthetic-randomise",
+        type=int,
+        choices=(0, 1, 2),
+        help="domain randomisation of generated scenes: 0 today's renderer (default), 1 wider materials and camera, "
+        "2 any colour and procedural textures on every non-poppy surface",
+    )
+    p.add_argument(
+        "--synthetic-appearance",
+        choices=("all", "train", "holdout"),
+        help="appearance half of generated training scenes (default all); synthetic validation scenes then use "
+        "the other half, so validation measures appearance never trained on (needs --synthetic-randomise 1 or 2)",
+    )
+    p.add_argument(
+        "--synthetic-plot-area",
+        metavar="MIN,MAX",
+        help="poppy plot area range of generated scenes in m2 (default 1.5,200; a MAX above 200 adds whole fields)",
+    )
     p.add_argument("--pretrain", help="pretrain on land cover of a public data set, NAME[@GSD]:PATH (see below)")
     p.add_argument("--negatives", help="mix in poppy-free chips of a public data set, NAME[@GSD]:PATH")
     p.add_argument("--negative-share", type=float, help="share of chips from --negatives (default 0.2)")
@@ -140,6 +162,10 @@ def resolve_settings(args: argparse.Namespace) -> TrainConfig:
             raise InputError(f"{args.out} already holds a run; pass --resume to continue it, or choose another --out")
         config = TrainConfig.from_dict(given)
     config.check(given)
+    if config.synthetic or config.synthetic_val:
+        from training.trainer import synthetic_options
+
+        synthetic_options(config)  # refuses a bad level, half or plot-area range, naming the --synthetic-* flag
     if config.init is None:  # a new network: fill its defaults (with --init they come from the checkpoint)
         config = config.replace(arch=config.arch or "fastunet", arch_args=config.arch_args or "{}")
     return config.replace(name=config.name or args.out.resolve().name)

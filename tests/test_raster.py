@@ -11,25 +11,21 @@ from rasterio.windows import Window
 
 from core.errors import InputError
 from detect.raster import inspect_raster, open_raster, read_band, read_footprint, read_window
+from tests.conftest import write_geotiff
 
 
 def write_tif(path, data, crs="EPSG:32650", transform=None, nodata=None, alpha=False, dtype=None):
-    count, height, width = data.shape
-    profile = dict(
-        driver="GTiff",
-        height=height,
-        width=width,
-        count=count,
-        dtype=dtype or data.dtype,
+    rgba = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    return write_geotiff(
+        path,
+        data,
         crs=crs,
-        transform=transform if transform is not None else from_origin(500000, 4000000, 0.02, 0.02),
+        transform=transform,
+        gsd=0.02,
         nodata=nodata,
+        dtype=dtype,
+        colorinterp=rgba if alpha else None,
     )
-    with rasterio.open(path, "w", **profile) as ds:
-        ds.write(data)
-        if alpha:
-            ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
-    return path
 
 
 def rgba(height=40, width=60):

@@ -164,6 +164,11 @@ def test_fine_tune_from_a_checkpoint_with_validation_folder(data: Path, tmp_path
     assert spec.train_args["arch"] == "fastunet" and spec.train_args["init"] == str(first / "best.pt")
     split = json.loads((out / "split.json").read_text())
     assert len(split["train"]) == 3 and split["val"] == [str(val / "v.tif")]
+    # One labelled validation plot cannot place a threshold: the starting model's threshold and sweep are kept.
+    _, start = load_checkpoint(first / "best.pt")
+    assert spec.threshold == start.threshold
+    assert spec.metrics["thresholds"] == start.metrics["thresholds"] and "own_thresholds" in spec.metrics
+    assert "1 labelled plot(s), fewer than 20: kept the starting model's threshold" in spec.metrics["reason"]
 
 
 def test_synthetic_scenes_are_generated_once_and_mixed_in(data: Path, tmp_path: Path, monkeypatch) -> None:
@@ -256,7 +261,8 @@ def test_pretrain_on_land_cover_then_init_transfers_the_encoder(data: Path, tmp_
     rows = log_rows(pre)
     assert [r["epoch"] for r in rows] == ["1"] and 0 <= float(rows[0]["val_miou"]) <= 1 and rows[0]["best"] == "1"
     model, spec = load_checkpoint(pre / "best.pt")
-    assert spec.classes == tuple(LANDCOVER[k] for k in range(1, 16)) and spec.num_outputs == 15
+    assert spec.classes == tuple(LANDCOVER[k] for k in sorted(LANDCOVER) if k)
+    assert spec.num_outputs == len(LANDCOVER) - 1
     metrics = json.loads((pre / "metrics.json").read_text())
     assert [c["class"] for c in metrics["best"]["classes"]] == list(spec.classes)
     assert "held out 1 of 3 scenes" in json.loads((pre / "split.json").read_text())["rule"]
@@ -271,7 +277,7 @@ def test_pretrain_on_land_cover_then_init_transfers_the_encoder(data: Path, tmp_
     a, b = poppy.state_dict(), model.state_dict()
     assert torch.equal(a["net.inc.0.0.weight"], b["net.inc.0.0.weight"])
     assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("net.head."))
-    assert a["net.head.weight"].shape[0] == 1 and b["net.head.weight"].shape[0] == 15
+    assert a["net.head.weight"].shape[0] == 1 and b["net.head.weight"].shape[0] == len(LANDCOVER) - 1
 
     out = tmp_path / "poppy"
     args = [x for x in FAST if x not in ("--arch-args", TINY)]  # the architecture comes from --init

@@ -48,6 +48,9 @@ class TrainConfig:
     synthetic: int = 0
     synthetic_val: int = 0
     synthetic_size: int = 1024  # px per synthetic scene side: 30 m at 3 cm, room for several plots
+    synthetic_randomise: int = 0  # 0: today's renderer; 1-2 re-draw every non-poppy look (datasets/scene/randomise.py)
+    synthetic_appearance: str = "all"  # train|holdout: training scenes from that half, synthetic validation the other
+    synthetic_plot_area: str | None = None  # None: plots of 1.5-200 m2; "MIN,MAX" (e.g. "1.5,2000") adds whole fields
     pretrain: str | None = None  # NAME:PATH of a public data set: land-cover pretraining instead of poppy training
     negatives: str | None = None  # NAME:PATH of a public data set whose valid pixels are mixed in as poppy-free chips
     negative_share: float = 0.2  # a fifth of the chips real farmland without poppy; the rest keep the plot balance

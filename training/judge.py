@@ -75,7 +75,6 @@ log = logging.getLogger(__name__)
 
 # Score thresholds of the validation precision-recall curve: fine steps, the calibrated scores spread over [0, 1].
 CURVE_THRESHOLDS = np.round(np.arange(0.0, 1.0001, 0.025), 3)
-MIN_VALIDATION_PLOTS = 20  # fewer labelled plots than this cannot place an operating point
 
 
 @dataclass(frozen=True)
