@@ -173,4 +173,28 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(
     assert run([str(src), "--out", str(out), "--weights", str(weights)]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and "run the same command with --resume" in err
-    assert not out.exists()  # created for this run, empty after it: removed
+    # Nothing published; the finished probability raster is kept in the staging folder for the rerun.
+    assert [p.name for p in out.iterdir()] == [".site.partial"]
+    monkeypatch.undo()
+    assert run([str(src), "--out", str(out), "--weights", str(weights)]) == 0
+    assert "site.tif: resuming from model row 48 of 48 (1 of 1 tiles done by an earlier run)" in capsys.readouterr().err
+    assert json.loads((out / "site.summary.json").read_text())["tiles"]["run"] == 0
+
+
+def test_keep_going_lists_a_missing_input_and_runs_the_rest(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_tif(tmp_path / "a.tif")
+    gone, empty = tmp_path / "gone.tif", tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    args = [str(gone), str(tmp_path / "a.tif"), str(empty), "--out", str(out), "--weights", str(weights)]
+    assert run([*args, "--formats", "geojson"]) == 2  # without --keep-going: refused before any work
+    assert not out.exists()
+    capsys.readouterr()
+    assert run([*args, "--formats", "geojson", "--keep-going"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("a.tif: ") and (out / "a.summary.json").exists()
+    assert "error: 2 of 3 input(s) failed (--keep-going):" in captured.err
+    assert f"  {gone}: {gone}: no such file or folder; check the path" in captured.err
+    assert f"  {empty}: {empty}: folder holds no raster" in captured.err
