@@ -287,3 +287,21 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, ortho: Path, plots:
     # the overview shows the green field: a page that failed to load its images would be white and text only
     green = (img[:, :, 1] > 100) & (img[:, :, 2] < 60) & (img[:, :, 0] < 60)
     assert green.sum() > 10_000
+
+
+def test_preview_labels_are_plot_ids(ortho: Path, plots: list[DetectedPlot], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preview names plots as every other output does (P001, ...), not 1, 2, ..."""
+    import detect.pictures
+
+    texts: list[str] = []
+    real = cv2.putText
+
+    def record(img: np.ndarray, text: str, *args: object, **kwargs: object) -> np.ndarray:
+        texts.append(text)
+        return real(img, text, *args, **kwargs)
+
+    monkeypatch.setattr(detect.pictures.cv2, "putText", record)
+    with open_raster(ortho) as ds:
+        img = detect.pictures.render_preview(ds, inspect_raster(ds), plots)
+    assert img.shape == (200, 200, 3)
+    assert sorted(set(texts)) == [p.plot_id for p in plots]  # each drawn twice: dark halo, then white text
