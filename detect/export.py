@@ -113,10 +113,15 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def output_paths(out_dir: str | Path, stem: str, formats: Iterable[str]) -> dict[str, Path]:
-    """Output file per format for input ``stem``; ``summary`` is always included."""
+    """Output file per format for input ``stem``, and a ``NAME:SUFFIX`` entry per extra file a format may write
+    (:attr:`OutputFormat.extra`); ``summary`` is always included, last."""
     out = Path(out_dir)
     table = {**FORMATS, SUMMARY.name: SUMMARY}
-    return {f: out / f"{stem}{table[f].suffix}" for f in [*formats, SUMMARY.name]}
+    paths: dict[str, Path] = {}
+    for f in [*formats, SUMMARY.name]:
+        paths[f] = out / f"{stem}{table[f].suffix}"
+        paths.update({f"{f}:{x}": out / f"{stem}{x}" for x in table[f].extra})
+    return paths
 
 
 def check_outputs(paths: Iterable[Path], overwrite: bool) -> None:
@@ -391,11 +396,15 @@ class OutputFormat:
         suffix: Appended to the input's stem.
         write: Writes the file at the given path from the context; None for an output written elsewhere (the
             probability raster is streamed during prediction by :mod:`detect.rasterout`).
+        extra: Suffixes of further files the writer may write beside its own (the raster's QGIS style beside
+            the plots' one); :func:`output_paths` lists them as ``NAME:SUFFIX``, so they are checked and
+            published like any output.
     """
 
     name: str
     suffix: str
     write: Callable[[Path, ExportContext], Path] | None
+    extra: tuple[str, ...] = ()
 
 
 CHIPS_SUFFIX = ".chips"
@@ -421,9 +430,12 @@ def _write_chips(path: Path, c: ExportContext) -> Path:
     return write_chips(path, c.ds, c.info, c.plots)
 
 
+_PROB_STYLE = ".prob.qml"
+
+
 def _write_qml(path: Path, c: ExportContext) -> Path:
     """``STEM.qml`` for the plots, and ``STEM.prob.qml`` beside it when the probability raster is written."""
-    prob_style = path.with_name(path.name.removesuffix(".qml") + ".prob.qml")
+    prob_style = path.with_name(path.name.removesuffix(".qml") + _PROB_STYLE)
     with_prob = "prob" in c.record.get("parameters", {}).get("formats", ())
     check_outputs([path, prob_style] if with_prob else [path], c.overwrite)
     if with_prob:
@@ -456,7 +468,7 @@ FORMATS: dict[str, OutputFormat] = {
         ),
         OutputFormat("chips", CHIPS_SUFFIX, _write_chips),
         OutputFormat("report", ".report.html", _write_report),
-        OutputFormat("qml", ".qml", _write_qml),
+        OutputFormat("qml", ".qml", _write_qml, extra=(_PROB_STYLE,)),
     )
 }
 ALL_FORMATS: tuple[str, ...] = tuple(FORMATS)

@@ -36,7 +36,6 @@ __all__ = [
     "decode_level",
     "prob_to_uint8",
     "threshold_to_uint8",
-    "uint8_to_prob",
 ]
 
 BLOCK = 256  # GeoTIFF block size: small enough for cheap windowed reads, large enough to compress well
@@ -68,12 +67,6 @@ def threshold_to_uint8(threshold: float) -> int:
     153.00000000000003) can move the cut by one level. Never below 1, so nodata (0) is never above a cut.
     """
     return next((v for v in range(1, 256) if decode_level(v) >= threshold), 256)
-
-
-def uint8_to_prob(values: np.ndarray) -> np.ndarray:
-    """Decode ``uint8`` 1-255 to ``float32`` probabilities in [0, 1]; nodata (0) becomes NaN."""
-    v = np.asarray(values, dtype=np.float32)
-    return np.where(v == PROB_NODATA, np.float32(np.nan), (v - 1) / np.float32(PROB_LEVELS))
 
 
 class ProbRasterWriter:

@@ -305,3 +305,27 @@ def test_preview_labels_are_plot_ids(ortho: Path, plots: list[DetectedPlot], mon
         img = detect.pictures.render_preview(ds, inspect_raster(ds), plots)
     assert img.shape == (200, 200, 3)
     assert sorted(set(texts)) == [p.plot_id for p in plots]  # each drawn twice: dark halo, then white text
+
+
+def test_infer_writes_the_packet_and_replaces_it_with_overwrite(tmp_path: Path) -> None:
+    """End to end through infer.py's staging folder: the chips folder and the extra style file are published,
+    and a second run with --overwrite replaces them (a folder cannot be renamed over a non-empty one)."""
+    from infer import main, parse_args
+    from tests.test_infer import tiny_checkpoint, write_ortho
+
+    src = write_ortho(tmp_path / "site.tif")
+    weights = tiny_checkpoint(tmp_path / "all.pt", all_poppy=True)
+    out = tmp_path / "out"
+    args = [str(src), "--out", str(out), "--weights", str(weights), "--quiet", "--device", "cpu"]
+    args += ["--formats", "geojson,prob,chips,report,qml"]
+    assert main(parse_args(args)) == 0
+    names = sorted(p.name for p in out.iterdir())
+    expected = ["site.chips", "site.geojson", "site.prob.qml", "site.prob.tif", "site.qml", "site.report.html"]
+    assert names == sorted([*expected, "site.summary.json"])
+    feats = json.loads((out / "site.geojson").read_text())["features"]
+    assert feats and all((out / f["properties"]["chip"]).is_file() for f in feats)
+    (out / "site.chips" / "stale.jpg").write_bytes(b"")  # left from an older run: must go with the folder
+    assert main(parse_args([*args, "--overwrite"])) == 0
+    chips = sorted(p.name for p in (out / "site.chips").iterdir())
+    assert chips == [f"{f['properties']['plot_id']}.jpg" for f in feats]
+    assert sorted(p.name for p in out.iterdir()) == names  # no staging folder or .tmp left

@@ -10,6 +10,7 @@ metres per pixel)::
     loveda:/data/LoveDA    loveda-rural:...  loveda-urban:...  Chinese land cover, 0.3 m (CC BY-NC-SA 4.0)
     landcover.ai:/data/landcover.ai.v1                    Polish orthophotos, 25/50 cm (CC BY-NC-SA 4.0)
     synthetic-landcover:/data/synth-lc                    generated scenes with NAME.landcover.tif
+    real-negatives:../shared/data/real/negatives          real poppy-free drone/aerial files (train part only)
 
 One module per data set (layout, encodings, GSD, licence and the sources they were checked against are in each
 module's docstring), a common base (:mod:`datasets.public.base`) and the chip sampler
@@ -28,6 +29,7 @@ from datasets.public.base import PublicDataset, PublicTile, TileRead
 from datasets.public.chips import MixedChipDataset, PublicChip, PublicChipDataset, pretraining_split
 from datasets.public.landcoverai import LandCoverAI
 from datasets.public.loveda import LoveDA
+from datasets.public.real_negatives import RealNegatives
 from datasets.public.synthetic_landcover import SyntheticLandcover
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "PublicChipDataset",
     "PublicDataset",
     "PublicTile",
+    "RealNegatives",
     "SyntheticLandcover",
     "TileRead",
     "list_public",
@@ -56,6 +59,7 @@ PUBLIC_DATASETS: dict[str, Callable[..., PublicDataset]] = {
     "loveda-urban": functools.partial(LoveDA, domains=("Urban",)),
     "landcover.ai": LandCoverAI,
     "synthetic-landcover": SyntheticLandcover,
+    "real-negatives": RealNegatives,
 }
 _ALIASES = {
     "agrivision": "agriculture-vision",
