@@ -24,7 +24,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from core.errors import PoppyError
@@ -78,7 +81,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="all",
         help="comma-separated outputs among geojson,gpkg,kml,csv,prob,preview (default all; summary always)",
     )
+    parser.add_argument(
+        "--bands",
+        default=None,
+        help="band numbers of red, green and blue, e.g. 3,2,1 (default: from the colour interpretation, else 1,2,3; "
+        "needed for rasters of five or more bands)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="on a bad input, say why and go on with the others; the failures are listed at the end "
+        "(exit code non-zero if any failed)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs an earlier run into the same --out finished with the same model and settings; "
+        "redo the rest (after a crash, a kill or Ctrl-C)",
+    )
     parser.add_argument(
         "--allow-gsd-mismatch",
         action="store_true",
@@ -86,59 +107,135 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "would see blurred, upsampled pixels)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars; only the one-line result per input")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (for bug reports)")
     return parser.parse_args(argv)
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run detection for every input; returns the exit code (0 ok, 2 for a problem the user can fix)."""
-    # Heavy imports here, so `--help` and argument errors answer at once.
-    from detect.export import parse_formats
-    from detect.pipeline import RunOptions, find_inputs, prepare, run_one
-    from detect.predict import resolve_device
-    from models.checkpoint import default_weights_path, load_checkpoint, load_judge
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (GDAL and torch messages span several)."""
+    return " ".join(str(exc).split())
 
+
+def main(args: argparse.Namespace) -> int:
+    """Run detection for every input and report errors as one line each.
+
+    Returns:
+        The exit code: 0 done, 2 for a problem the user can fix (bad input, flag, output folder or disk), 1 for
+        an internal error (a bug: rerun with ``--debug`` for the traceback), 130 when interrupted.
+    """
+    existed = os.path.exists(args.out)  # unlike Path.exists(), False (not OSError) for an impossible name
+    code = 1
     try:
-        device = resolve_device(args.device)
-        options = RunOptions(
-            out_dir=args.out,
-            threshold=args.threshold,
-            sensitivity=args.sensitivity,
-            min_area_m2=args.min_area_m2,
-            device=str(device),
-            batch_size=args.batch_size,
-            tile=args.tile,
-            overlap=args.overlap,
-            tta=args.tta,
-            formats=parse_formats(args.formats),
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            allow_gsd_mismatch=args.allow_gsd_mismatch,
-        )
-        inputs = find_inputs(args.inputs)
-        model, spec = load_checkpoint(args.weights, map_location=device)
-        judge = load_judge(args.weights, map_location=device)
-        plans = prepare(inputs, options, spec, warn=lambda m: print("warning: " + m, file=sys.stderr))
-        weights = args.weights if args.weights is not None else default_weights_path()
-        if not args.quiet:
-            print(
-                f"model {spec.name} ({spec.arch}, {spec.gsd_m * 100:g} cm/px, sha256 {spec.sha256[:12]}) on {device}; "
-                f"{len(inputs)} input(s)",
-                file=sys.stderr,
-            )
-        for path in inputs:
-            if not args.quiet and len(inputs) > 1:
-                print(f"[{inputs.index(path) + 1}/{len(inputs)}] {path}", file=sys.stderr)
-            result = run_one(path, model, spec, options, weights_path=weights, paths=plans[path], judge=judge)
-            print(result.line())
+        code = _run(args)
+        return code
     except PoppyError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
+        if args.debug:
+            traceback.print_exc()
+        print("error: " + _one_line(exc), file=sys.stderr)  # always one line
+        return 2
+    except OSError as exc:
+        # The disk or the network share failed under us (full, gone, read-only): the user's to fix, not a bug.
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{exc.strerror or _one_line(exc)}; check the disk and rerun", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            "error: interrupted; outputs written so far are complete, the one in progress was discarded",
+            "error: interrupted; inputs finished so far are complete in --out, the one in progress was "
+            "discarded; to continue, run the same command with --resume",
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"error: internal error ({type(exc).__name__}: {_one_line(exc)[:300]}); "
+            "rerun with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if code != 0 and not existed:
+            with contextlib.suppress(OSError):  # only an empty folder goes: a failed run adds nothing
+                Path(args.out).rmdir()
+
+
+def _run(args: argparse.Namespace) -> int:
+    """:func:`main` without the error handling."""
+    # Heavy imports here, so `--help` and argument errors answer at once.
+    from detect.export import parse_formats
+    from detect.inputs import check_out_dir, output_stems
+    from detect.pipeline import RunOptions, find_inputs, finished_inputs, prepare, run_one
+    from detect.predict import resolve_device
+    from detect.raster import parse_bands
+    from models.checkpoint import default_weights_path, load_checkpoint, load_judge
+
+    device = resolve_device(args.device)
+    options = RunOptions(
+        out_dir=args.out,
+        threshold=args.threshold,
+        sensitivity=args.sensitivity,
+        min_area_m2=args.min_area_m2,
+        device=str(device),
+        batch_size=args.batch_size,
+        tile=args.tile,
+        overlap=args.overlap,
+        tta=args.tta,
+        formats=parse_formats(args.formats),
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        allow_gsd_mismatch=args.allow_gsd_mismatch,
+        bands=parse_bands(args.bands),
+        resume=args.resume,
+    )
+    check_out_dir(args.out)
+    inputs = find_inputs(args.inputs)
+    stems = output_stems(inputs)
+    model, spec = load_checkpoint(args.weights, map_location=device)
+    judge = load_judge(args.weights, map_location=device)
+    weights = args.weights if args.weights is not None else default_weights_path()
+
+    done = finished_inputs(inputs, stems, options, spec) if args.resume else []
+    for path in done:
+        print(f"{path.name}: finished by an earlier run, skipped (--resume) -> {args.out}")
+    todo = [p for p in inputs if p not in done]
+
+    def warn(message: str) -> None:
+        print("warning: " + message, file=sys.stderr)
+
+    # Without --keep-going every input is checked before the first is run: a batch that would fail, fails now.
+    plans = {} if args.keep_going else prepare(todo, options, spec, warn=warn, stems=stems)
+    if not args.quiet:
+        print(
+            f"model {spec.name} ({spec.arch}, {spec.gsd_m * 100:g} cm/px, sha256 {spec.sha256[:12]}) on {device}; "
+            f"{len(todo)} input(s) to run",
+            file=sys.stderr,
+        )
+    failed: list[tuple[Path, str, int]] = []
+    for i, path in enumerate(todo, 1):
+        if not args.quiet and len(todo) > 1:
+            print(f"[{i}/{len(todo)}] {path}", file=sys.stderr)
+        try:
+            paths = plans.get(path) or prepare([path], options, spec, warn=warn, stems=stems)[path]
+            result = run_one(path, model, spec, options, weights_path=weights, paths=paths, judge=judge)
+        except Exception as exc:
+            if not args.keep_going:
+                raise
+            if args.debug:
+                traceback.print_exc()
+            code = 2 if isinstance(exc, PoppyError | OSError) else 1
+            message = _one_line(exc) if code == 2 else f"internal error ({type(exc).__name__}: {_one_line(exc)})"
+            failed.append((path, message, code))
+            print(f"error: {message}", file=sys.stderr)
+            continue
+        print(result.line())
+    if failed:
+        print(f"error: {len(failed)} of {len(todo)} input(s) failed (--keep-going):", file=sys.stderr)
+        for path, message, _ in failed:
+            print(f"  {path}: {message}", file=sys.stderr)
+        return 2 if all(code == 2 for *_, code in failed) else 1  # 1 when any was a bug
     return 0
 
 

@@ -18,6 +18,10 @@ Examples:
     # synthetic data only, with 20 synthetic validation scenes, a ResNet-34 U-Net on the GPU
     python train.py --synthetic 400 --synthetic-val 20 --out runs/r34 --arch unet_resnet34 --device cuda
 
+    # randomised synthetic scenes from one appearance half, validated on scenes drawn from the other half
+    python train.py --synthetic 400 --synthetic-val 40 --synthetic-randomise 2 --synthetic-appearance train \\
+        --out runs/dr
+
     # a quarter of the chips centred on the model's own false alarms on the training scenes, found again every
     # 2 epochs (hard-negative mining: what cuts false alarms on your local crops when fine-tuning)
     python train.py --data data/labelled --init default --hard-negatives 0.25 --mine-every 2 --out runs/hn
@@ -32,11 +36,17 @@ Examples:
     # a fifth of the chips poppy-free public farmland (labelled 0 where valid, ignored elsewhere)
     python train.py --data data/labelled --negatives loveda-rural:/data/LoveDA --negative-share 0.2 --out runs/neg
 
+    # the second stage for a first-stage model: a plot judge trained on its proposals, calibrated on validation
+    python train.py --judge runs/stage1/best.pt --data data/labelled --out runs/judge --epochs 6 \
+        --chips-per-epoch 1500 --batch-size 32 --lr 2e-3
+
 Outputs in --out: best.pt (the checkpoint for infer.py --weights), last.pt (with the optimiser state, for
 --resume), log.csv (one row per epoch), metrics.json (validation of the best and last epochs), split.json
 (which orthomosaics trained and which validated), settings.json, val/NAME.prob.tif (last validation's
 probabilities). A --pretrain run writes the same files, with per-class IoU on fixed validation chips in place
-of plot metrics (best.pt is the best mean IoU) and no val/ rasters.
+of plot metrics (best.pt is the best mean IoU) and no val/ rasters. A --judge run writes two_stage.pt (the first
+stage unchanged, plus the judge with its calibration and operating points: give it to infer.py --weights),
+judge_report.txt and judge_report.json (precision-recall curve, reliability table), split.json, settings.json.
 
 Public data sets (NAME[@GSD]:PATH, read in their publishers' layout, never downloaded): agriculture-vision,
 loveda, loveda-rural, loveda-urban, landcover.ai, synthetic-landcover; see datasets/public/.
@@ -72,6 +82,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arch", help="network: fastunet, unet_resnet18 or unet_resnet34 (default fastunet)")
     p.add_argument("--arch-args", help='network options as JSON, e.g. \'{"base_channels": 8, "depth": 3}\'')
     p.add_argument("--init", help="fine-tune from a checkpoint: a .pt path, or 'default' for the shipped model")
+    p.add_argument(
+        "--judge",
+        help="train the second stage (plot judge) for this first-stage checkpoint ('default' or a .pt) on its "
+        "proposals over --data/--synthetic scenes; --epochs/--chips-per-epoch/--batch-size/--lr then set the judge's "
+        "training",
+    )
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly (same data and settings)")
     p.add_argument("--epochs", type=int, help=f"epochs in total (default {d['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"chips per step (default {d['batch_size']})")
@@ -84,6 +100,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synthetic", type=int, help="generate N synthetic training scenes into OUT/synthetic/")
     p.add_argument("--synthetic-val", type=int, help="generate N synthetic validation scenes")
     p.add_argument("--synthetic-size", type=int, help=f"synthetic scene side in px (default {d['synthetic_size']})")
+    p.add_argument(
+        "--synthetic-randomise",
+        type=int,
+        choices=(0, 1, 2),
+        help="domain randomisation of generated scenes: 0 today's renderer (default), 1 wider materials and camera, "
+        "2 any colour and procedural textures on every non-poppy surface",
+    )
+    p.add_argument(
+        "--synthetic-appearance",
+        choices=("all", "train", "holdout"),
+        help="appearance half of generated training scenes (default all); synthetic validation scenes then use "
+        "the other half, so validation measures appearance never trained on (needs --synthetic-randomise 1 or 2)",
+    )
+    p.add_argument(
+        "--synthetic-plot-area",
+        metavar="MIN,MAX",
+        help="poppy plot area range of generated scenes in m2 (default 1.5,200; a MAX above 200 adds whole fields)",
+    )
     p.add_argument("--pretrain", help="pretrain on land cover of a public data set, NAME[@GSD]:PATH (see below)")
     p.add_argument("--negatives", help="mix in poppy-free chips of a public data set, NAME[@GSD]:PATH")
     p.add_argument("--negative-share", type=float, help="share of chips from --negatives (default 0.2)")
@@ -140,6 +174,10 @@ def resolve_settings(args: argparse.Namespace) -> TrainConfig:
             raise InputError(f"{args.out} already holds a run; pass --resume to continue it, or choose another --out")
         config = TrainConfig.from_dict(given)
     config.check(given)
+    if config.synthetic or config.synthetic_val:
+        from training.trainer import synthetic_options
+
+        synthetic_options(config)  # refuses a bad level, half or plot-area range, naming the --synthetic-* flag
     if config.init is None:  # a new network: fill its defaults (with --init they come from the checkpoint)
         config = config.replace(arch=config.arch or "fastunet", arch_args=config.arch_args or "{}")
     return config.replace(name=config.name or args.out.resolve().name)
@@ -161,10 +199,20 @@ def main(args: argparse.Namespace) -> int:
     try:
         out: Path = args.out.resolve()  # split.json records absolute paths: a resume may start elsewhere
         s = resolve_settings(args)
-        # Imported only now (torch and the data stack), so --help and argument errors answer at once.
-        from training.trainer import pretrain, train_poppy
+        if s.pretrain is None:
+            from datasets.training_folder import check_training_folder
 
-        (pretrain if s.pretrain is not None else train_poppy)(s, out, args.resume)
+            for flag, folder in (("--data", s.data), ("--val-data", s.val_data)):
+                if folder is not None:  # every pair read now: a bad label file stops the run before any epoch
+                    for note in check_training_folder(folder, flag):
+                        print("warning: " + note, file=sys.stderr)
+        # Imported only now (torch and the data stack), so --help and argument errors answer at once.
+        from training.trainer import pretrain, train_judge_run, train_poppy
+
+        if s.judge is not None:
+            train_judge_run(s, out)
+        else:
+            (pretrain if s.pretrain is not None else train_poppy)(s, out, args.resume)
         return 0
     except PoppyError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

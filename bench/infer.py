@@ -248,6 +248,8 @@ def run_once(args: argparse.Namespace, scene: Path, weights: Path, out: Path) ->
     ]
     if args.threshold is not None:
         cmd += ["--threshold", str(args.threshold)]
+    if args.sensitivity is not None:
+        cmd += ["--sensitivity", args.sensitivity]
     env = dict(os.environ)
     if args.rss_trace:
         cmd += ["--rss-trace", str(args.rss_trace)]
@@ -281,6 +283,7 @@ def stages(result: dict) -> dict[str, float]:
         "blend_write": p["blend_write"],
         "predict": t["predict"],
         "vectorise": t["vectorize"],
+        "judge": t.get("judge", 0.0),
         "exports": t["export"],
         "hash_input": t["hash_input"],
         "run_one": t["total"],
@@ -290,11 +293,17 @@ def stages(result: dict) -> dict[str, float]:
 # --- the driver --------------------------------------------------------------------------------------------------
 
 
-def model_weights(work: Path) -> tuple[Path, str, float, int]:
-    """The shipped default model, else a random-weight fastunet saved in ``work``; with a description."""
+def model_weights(work: Path, weights: Path | None = None) -> tuple[Path, str, float, int]:
+    """``weights``, else the shipped default model, else a random-weight fastunet saved in ``work``; with a
+    description."""
     from models import build_model
-    from models.checkpoint import ModelSpec, default_weights_path, load_checkpoint, save_checkpoint
+    from models.checkpoint import ModelSpec, default_weights_path, load_checkpoint, load_judge, save_checkpoint
 
+    if weights is not None:
+        _, spec = load_checkpoint(weights)
+        stages = "two-stage" if load_judge(weights) is not None else "one-stage"
+        desc = f"{spec.name} ({spec.arch}, {stages}, {spec.gsd_m * 100:g} cm/px, {weights})"
+        return weights, desc, spec.gsd_m, spec.tile_size
     default = default_weights_path()
     if default.is_file():
         _, spec = load_checkpoint(default)
@@ -330,6 +339,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="GDAL_CACHEMAX in MB set in the run's environment (default: unset, the pipeline chooses)",
     )
     p.add_argument("--overviews", action="store_true", help="give the scene overviews (ODM builds them)")
+    p.add_argument("--model", type=Path, default=None, help="checkpoint to run (default: the shipped model)")
+    p.add_argument(
+        "--scene-gsd",
+        type=float,
+        default=None,
+        help="scene GSD in metres (default: the model's); 0.03 measures a coarser model on 3 cm input",
+    )
+    p.add_argument("--sensitivity", default=None, help="passed to infer.py (default: infer.py's)")
     p.add_argument(
         "--rss-trace", type=Path, default=None, help="write RSS samples (every 20 ms) of the last run to a CSV"
     )
@@ -356,7 +373,8 @@ def main(args: argparse.Namespace) -> None:
     args.scene_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="poppy-bench-") as tmp:
         work = Path(tmp)
-        weights, model_desc, gsd, tile = model_weights(work)
+        weights, model_desc, gsd, tile = model_weights(work, args.model)
+        gsd = args.scene_gsd or gsd
         scene = scene_path(args.scene_dir, height, width, gsd, args.overviews)
         if not scene.exists():
             t0 = time.perf_counter()
@@ -394,7 +412,18 @@ def main(args: argparse.Namespace) -> None:
         "predict": "  (footprint + model + blend/write + read stalls)",
         "run_one": "  (the whole input, as infer.py runs it)",
     }
-    for k in ("footprint", "read", "model", "blend_write", "predict", "vectorise", "exports", "hash_input", "run_one"):
+    stage_names = (
+        "footprint",
+        "read",
+        "model",
+        "blend_write",
+        "predict",
+        "vectorise",
+        "judge",
+        "exports",
+        "hash_input",
+    )
+    for k in (*stage_names, "run_one"):
         print(f"{k:<26}{med[k]:>9.1f}{notes.get(k, '')}")
     print(f"{'process wall (+ startup)':<26}{wall:>9.1f}")
     print(

@@ -1,6 +1,7 @@
 """Train a second-stage judge for a first-stage checkpoint and write the two-stage checkpoint.
 
-An experiment driver over :func:`training.judge.train_judge` (``train.py --judge`` wires the same call for users).
+An experiment driver over :func:`training.judge.train_judge` on folders (``train.py --judge`` is the same for users,
+on train.py's scene split).
 It reads labelled orthomosaics from folders (``NAME.tif`` + ``NAME.geojson``), runs the first stage over them,
 trains the judge on its proposals and the labels, calibrates it on the validation folder, and writes
 ``OUT/two_stage.pt`` (the first stage unchanged, plus the judge), ``OUT/judge_report.txt``,
@@ -15,7 +16,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -67,7 +67,7 @@ def main() -> None:
 
     from datasets.chips import ChipSource
     from models.checkpoint import load_checkpoint, save_checkpoint
-    from training.judge import train_judge
+    from training.judge import train_judge, write_judge_report
 
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -84,25 +84,11 @@ def main() -> None:
         say=lambda s: print(s, flush=True),
     )  # fmt: skip
     save_checkpoint(a.out / "two_stage.pt", stage1, spec1, judge=(judge, jspec))
+    write_judge_report(
+        a.out, report, stage1=str(a.stage1), train=[str(t) for t in train], val=[str(v) for v in val],
+        seconds=time.perf_counter() - t0,
+    )  # fmt: skip
     text = report.table()
-    (a.out / "judge_report.txt").write_text(text + "\n")
-    (a.out / "judge_report.json").write_text(
-        json.dumps(
-            {
-                "stage1": str(a.stage1),
-                "train": [str(t) for t in train],
-                "val": [str(v) for v in val],
-                "points": report.points,
-                "curve": report.curve,
-                "reliability": report.reliability,
-                "auc": report.auc,
-                "ece": report.ece,
-                "log": report.log,
-                "seconds": time.perf_counter() - t0,
-            },
-            indent=1,
-        )
-    )
     reliability_png(report.reliability, a.out / "reliability.png", f"judge on {a.stage1}: validation candidates")
     print(text)
     print(f"wrote {a.out / 'two_stage.pt'} in {time.perf_counter() - t0:.0f} s")

@@ -40,7 +40,7 @@ from shapely.geometry.base import BaseGeometry
 from torch.utils.data import Dataset
 
 from core.errors import InputError
-from datasets.labelled import RASTER_SUFFIXES, LabelledScene
+from datasets.labelled import LabelledScene
 from datasets.labels import (
     IGNORE,
     LANDCOVER_SUFFIX,
@@ -53,7 +53,7 @@ from datasets.labels import (
 )
 from detect.raster import RasterInfo, inspect_raster, open_raster, read_band, read_window
 
-__all__ = ["Chip", "ChipDataset", "ChipSource", "EpochChips", "Transform", "sources_from_folder"]
+__all__ = ["Chip", "ChipDataset", "ChipSource", "EpochChips", "Transform"]
 
 log = logging.getLogger(__name__)
 
@@ -572,31 +572,3 @@ class ChipDataset(EpochChips):
     def gave_up(self) -> int:
         """Random chips accepted below ``min_usable_fraction`` in this process."""
         return self._gave_up
-
-
-def sources_from_folder(folder: str | Path) -> list[ChipSource]:
-    """Every ``NAME.tif`` in a folder that has labels next to it, as chip sources.
-
-    Rasters without a labels file are skipped with a warning (they may be waiting to be labelled).
-
-    Raises:
-        InputError: If the folder is missing or holds no labelled raster.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise InputError(f"{folder}: no such folder; give the folder holding NAME.tif + NAME.geojson pairs")
-    rasters = sorted(p for p in root.iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
-    sources, skipped = [], []
-    for raster in rasters:
-        labels, _ = find_label_files(raster)
-        if labels is None:
-            skipped.append(raster.name)
-            continue
-        sources.append(ChipSource(raster, labels))
-    if skipped:
-        log.warning("%s: %d raster(s) without labels skipped: %s", folder, len(skipped), ", ".join(skipped))
-    if not sources:
-        raise InputError(
-            f"{folder}: no orthomosaic with labels found; put NAME.tif next to NAME.geojson (or .gpkg/.shp)"
-        )
-    return sources

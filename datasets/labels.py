@@ -241,7 +241,9 @@ def read_labels(path: str | Path, dst_crs: Any, *, layer: str | int | None = Non
     src = _source_crs(meta, p)
     fields = [str(f) for f in meta["fields"]]
     n_in = len(wkb)
-    raw = np.array([shapely.from_wkb(g) if g is not None else None for g in wkb], dtype=object)
+    # on_invalid="fix": a ring that is not closed (a hand-edited or damaged file) is closed rather than failing
+    # the whole read with a GEOS traceback; what cannot be fixed comes back as None and is dropped below.
+    raw = np.array([shapely.from_wkb(g, on_invalid="fix") if g is not None else None for g in wkb], dtype=object)
 
     # Drop null and empty geometries first, so the rest are all real shapes.
     present = np.array([g is not None and not g.is_empty for g in raw], dtype=bool)

@@ -49,15 +49,19 @@ from shapely.geometry.polygon import orient
 from core.errors import InputError
 from core.geodesy import GEOD, geodesic_area_m2
 from datasets.scene.context import Box
-from datasets.scene.items import LANDCOVER
+from datasets.scene.items import LANDCOVER, RANDOMISED_CLASSES
 from datasets.scene.layout import build_layout
+from datasets.scene.randomise import APPEARANCE_CHOICES, SceneOptions, randomise_layout, randomise_season, sample_look
 from datasets.scene.render import Scene, render_window
 from datasets.scene.season import STAGES, sample_season
 
 __all__ = [
     "GENERATOR_VERSION",
+    "SceneOptions",
     "build_scene",
     "generate",
+    "parse_crs",
+    "parse_plot_area",
     "pick_crs",
     "render_scene",
     "scene_seed",
@@ -75,11 +79,54 @@ LON_RANGE, LAT_RANGE = (100.0, 122.0), (22.0, 42.0)
 # --- georeferencing ------------------------------------------------------------------------------------------
 
 
+def parse_crs(text: str) -> CRS | None:
+    """A CRS the user typed: None for a short name (``utm|cgcs2000|4326|3857``, placed by the scene's location),
+    else anything pyproj reads (``EPSG:32650``, ``32650``, ``ESRI:102012``, WKT, a PROJ string).
+
+    Raises:
+        InputError: The text is not a CRS, or one a map can be drawn in (geocentric, vertical, engineering).
+    """
+    if text in CRS_CHOICES:
+        return None
+    t = text.strip()
+    try:
+        crs = CRS.from_epsg(int(t)) if t.isdigit() else CRS.from_user_input(t)
+    except Exception as e:  # pyproj raises CRSError, and ValueError for an unknown EPSG number
+        raise InputError(
+            f"--crs {text!r} is not a CRS pyproj knows ({str(e).splitlines()[0]}); use one of "
+            f"{', '.join(CRS_CHOICES)}, EPSG:NNNN, WKT or a PROJ string"
+        ) from None
+    if not (crs.is_projected or crs.is_geographic) or crs.is_vertical:
+        raise InputError(f"--crs {text!r} is a {crs.type_name}; give a projected or geographic 2D CRS, e.g. EPSG:32650")
+    return crs
+
+
+def _into_area_of_use(crs: CRS, lon: float, lat: float) -> tuple[float, float]:
+    """Move a location drawn in the survey region into ``crs``'s area of use (when outside it), keeping its
+    relative place.
+
+    A user-given CRS (a UTM zone, a Gauss-Kruger zone) is only valid near its own area: the scene is put there,
+    inside the survey region where the two overlap.
+    """
+    aou = crs.area_of_use
+    if aou is None or (aou.west <= lon <= aou.east and aou.south <= lat <= aou.north):
+        return lon, lat
+    (lo0, lo1), (la0, la1) = LON_RANGE, LAT_RANGE
+    w0, w1 = max(aou.west, lo0), min(aou.east, lo1)
+    s0, s1 = max(aou.south, la0), min(aou.north, la1)
+    if w0 >= w1 or s0 >= s1:  # no overlap with the survey region: the CRS's own area
+        w0, w1, s0, s1 = aou.west, aou.east, max(aou.south, -80.0), min(aou.north, 80.0)
+    fx, fy = (lon - lo0) / (lo1 - lo0), (lat - la0) / (la1 - la0)
+    # Keep a tenth of the area clear at each side: scenes near a zone's edge are distorted the most.
+    return w0 + (w1 - w0) * (0.1 + 0.8 * fx), s0 + (s1 - s0) * (0.1 + 0.8 * fy)
+
+
 def pick_crs(kind: str, lon: float, lat: float) -> CRS:
-    """The CRS of kind ``utm|cgcs2000|4326|3857`` for a scene centred at (lon, lat).
+    """The CRS of kind ``utm|cgcs2000|4326|3857`` for a scene centred at (lon, lat), or the CRS ``kind`` names.
 
     ``utm`` is the WGS 84 UTM zone containing the point; ``cgcs2000`` the CGCS2000 3-degree Gauss-Kruger zone
-    (EPSG:4513-4533, easting prefixed with the zone number) whose central meridian is nearest.
+    (EPSG:4513-4533, easting prefixed with the zone number) whose central meridian is nearest. Anything else is
+    read by :func:`parse_crs` (``EPSG:32650``, WKT, PROJ strings).
     """
     if kind == "utm":
         info = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat))
@@ -95,7 +142,10 @@ def pick_crs(kind: str, lon: float, lat: float) -> CRS:
         return best[1]
     if kind in ("4326", "3857"):
         return CRS.from_epsg(int(kind))
-    raise InputError(f"--crs {kind!r} is not supported; use one of {', '.join(CRS_CHOICES)}")
+    crs = parse_crs(kind)
+    if crs is None:  # pragma: no cover - every short name is handled above
+        raise InputError(f"--crs {kind!r} is not supported; use one of {', '.join(CRS_CHOICES)}")
+    return crs
 
 
 def _metres_per_unit(crs: CRS, x: float, y: float) -> tuple[float, float]:
@@ -151,13 +201,26 @@ def _check(size, gsd_m, stage: str, crs: str, window: int, poppy_prob: float) ->
         raise InputError(f"--gsd {gsd_m} m is out of range; use 0.005-0.5 m/px (drone surveys are 0.01-0.06)")
     if stage not in STAGE_CHOICES:
         raise InputError(f"--stage {stage!r} is not one of {', '.join(STAGE_CHOICES)}")
-    if crs not in CRS_CHOICES:
-        raise InputError(f"--crs {crs!r} is not supported; use one of {', '.join(CRS_CHOICES)}")
+    parse_crs(crs)
     if window < 64 or window % 16:
         raise InputError(f"--window {window} must be a multiple of 16 and at least 64 (JPEG blocks line up)")
     if not 0.0 <= poppy_prob <= 1.0:
         raise InputError(f"--poppy-prob {poppy_prob} must be between 0 and 1")
     return h, w
+
+
+def scene_options(options: SceneOptions | dict | None) -> SceneOptions:
+    """``options`` as :class:`SceneOptions` (a dict of its fields, or None for today's renderer).
+
+    Raises:
+        InputError: A bad level, appearance half or plot-area range (the message names the flag).
+    """
+    if isinstance(options, SceneOptions):
+        return options
+    try:
+        return SceneOptions(**(options or {}))
+    except (TypeError, ValueError) as e:
+        raise InputError(str(e)) from None
 
 
 def build_scene(
@@ -166,21 +229,29 @@ def build_scene(
     gsd_m: float | None = None,
     stage: str = "mixed",
     poppy_prob: float = 0.85,
+    options: SceneOptions | None = None,
 ) -> tuple[Scene, dict]:
     """Draw a scene's GSD, season, location and layout from ``seed`` (no pixels yet).
+
+    With randomisation (``options.randomise`` 1 or 2) the season's camera and soil and every item's look are
+    re-drawn from a separate generator after the scene generator's draws, so geometry, plots and labels are
+    those of the level-0 scene with the same seed and plot-area range.
 
     Returns:
         The :class:`Scene` and a dict of what was drawn (location, whether it has poppy).
     """
+    opts = scene_options(options)
     h, w = _check(size, gsd_m, stage, "utm", 1024, poppy_prob)
     rng = np.random.default_rng(seed)
     gsd = float(gsd_m) if gsd_m is not None else float(rng.uniform(*GSD_RANGE_M))
     has_poppy = stage != "none" and bool(rng.random() < poppy_prob)
-    season = sample_season(rng, stage, gsd)
-    layout = build_layout(rng, season, w * gsd, h * gsd, has_poppy, stage)
+    season = randomise_season(sample_season(rng, stage, gsd), seed, opts)
+    layout = build_layout(rng, season, w * gsd, h * gsd, has_poppy, stage, opts.plot_area)
+    randomise_layout(layout, seed, opts)
     lon = float(rng.uniform(*LON_RANGE))
     lat = float(rng.uniform(*LAT_RANGE))
-    return Scene(seed, h, w, gsd, season, layout), {"lon": lon, "lat": lat, "has_poppy": has_poppy}
+    scene = Scene(seed, h, w, gsd, season, layout, sample_look(seed, opts))
+    return scene, {"lon": lon, "lat": lat, "has_poppy": has_poppy}
 
 
 def _bbox_px(geom, gsd: float, h: int, w: int) -> list[int] | None:
@@ -204,6 +275,7 @@ def render_scene(
     landcover: bool = False,
     window: int = 1024,
     poppy_prob: float = 0.85,
+    options: SceneOptions | dict | None = None,
 ) -> dict:
     """Render one scene to ``out_dir/NAME.tif``, ``.geojson``, ``.json`` (and ``.landcover.tif``).
 
@@ -214,25 +286,32 @@ def render_scene(
         size: Pixels, ``N`` for N x N or ``(height, width)``.
         gsd_m: Ground sample distance in metres; None draws one in 0.015-0.05.
         stage: ``vegetative|flowering|capsule`` for every plot, ``mixed`` (per plot) or ``none`` (no poppy).
-        crs: ``utm|cgcs2000|4326|3857``.
+        crs: ``utm|cgcs2000|4326|3857`` (placed by the scene's location), or any CRS pyproj reads
+            (``EPSG:32650``, WKT, PROJ string): the scene is then placed inside its area of use.
         rgb: Write RGB plus an internal mask band instead of RGBA.
         landcover: Also write the land-cover raster.
         window: Render window in pixels (a multiple of 16); only memory and speed depend on it.
         poppy_prob: Chance that a scene (with stage other than ``none``) contains poppy plots.
+        options: :class:`SceneOptions` (or a dict of its fields): randomisation level, appearance half,
+            plot-area range; None is today's renderer.
 
     Returns:
         ``{"image", "labels", "sidecar", "landcover"}`` paths (landcover None unless asked) and ``"meta"``,
         the sidecar content.
     """
     h, w = _check(size, gsd_m, stage, crs, window, poppy_prob)
+    opts = scene_options(options)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"--out {out_dir}: cannot create the folder ({e.strerror}); choose a writable path") from None
-    scene, drawn = build_scene(seed, (h, w), gsd_m, stage, poppy_prob)
+    scene, drawn = build_scene(seed, (h, w), gsd_m, stage, poppy_prob, opts)
+    user_crs = parse_crs(crs)
+    if user_crs is not None:
+        drawn["lon"], drawn["lat"] = _into_area_of_use(user_crs, drawn["lon"], drawn["lat"])
     lon, lat = drawn["lon"], drawn["lat"]
-    crs_obj = pick_crs(crs, lon, lat)
+    crs_obj = user_crs if user_crs is not None else pick_crs(crs, lon, lat)
     transform = scene_transform(crs_obj, lon, lat, scene.gsd, h, w)
     paths = {
         "image": str(out / f"{name}.tif"),
@@ -242,6 +321,9 @@ def render_scene(
     }
     _write_rasters(scene, paths, crs_obj, transform, rgb, window)
     meta = _sidecar(scene, drawn, crs, crs_obj, transform, paths, rgb)
+    if not opts.is_default:  # level-0 sidecars stay byte-identical to today's
+        meta["options"] = opts.to_dict()
+        meta["look"] = scene.look.to_dict() if scene.look is not None else None
     features = _plot_features(scene, transform, crs_obj)
     for f in features:
         c = f["properties"].pop("_centroid")
@@ -348,9 +430,20 @@ def _sidecar(scene: Scene, drawn: dict, crs_kind: str, crs, transform: Affine, p
         "season": scene.season.to_dict(),
         "footprint_px_wkt": shapely.set_precision(fp_px, 0.01).wkt,
         "content": {"plots": [], "confusers": confusers, "layout": lay.summary},
-        "landcover_legend": {str(k): v for k, v in LANDCOVER.items()},
+        "landcover_legend": {
+            str(k): v for k, v in LANDCOVER.items() if scene.look is not None or k not in RANDOMISED_CLASSES
+        },
         "files": {k: Path(v).name for k, v in paths.items() if v},
     }
+
+
+def parse_plot_area(text: str) -> tuple[float, float]:
+    """``--plot-area MIN,MAX`` in m2 (``1.5,2000``) as a pair; range checks are :class:`SceneOptions`'s."""
+    try:
+        lo, hi = (float(t) for t in text.replace(" ", "").split(","))
+    except ValueError:
+        raise InputError(f"--plot-area {text!r} must be MIN,MAX in m2, e.g. 1.5,2000") from None
+    return lo, hi
 
 
 def scene_seed(seed: int, index: int) -> int:
@@ -382,19 +475,46 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=2048, help="scene size in pixels (square)")
     p.add_argument("--gsd", type=float, default=None, help="metres per pixel (default: random 0.015-0.05 per scene)")
     p.add_argument("--stage", default="mixed", choices=STAGE_CHOICES, help="poppy growth stage of the plots")
-    p.add_argument("--crs", default="utm", choices=CRS_CHOICES, help="output CRS")
+    p.add_argument(
+        "--crs",
+        default="utm",
+        help="output CRS: utm, cgcs2000 (zone from the scene's location), 4326, 3857, or any EPSG:NNNN, WKT or "
+        "PROJ string (the scene is placed inside its area of use); default utm",
+    )
     p.add_argument("--rgb", action="store_true", help="write RGB with an internal mask instead of RGBA")
     p.add_argument("--landcover", action="store_true", help="also write NAME.landcover.tif")
     p.add_argument("--no-poppy", action="store_true", help="no poppy in any scene (same as --stage none)")
     p.add_argument("--poppy-prob", type=float, default=0.85, help="chance that a scene contains poppy")
     p.add_argument("--window", type=int, default=1024, help="render window in pixels (memory vs speed)")
     p.add_argument("--prefix", default="synthetic", help="scene name prefix")
+    p.add_argument(
+        "--randomise",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="domain randomisation: 0 today's renderer, 1 wider real materials and camera, 2 any colour and "
+        "procedural textures on every non-poppy surface (default 0)",
+    )
+    p.add_argument(
+        "--appearance",
+        default="all",
+        choices=APPEARANCE_CHOICES,
+        help="appearance half to draw from: all, train or holdout (disjoint halves; needs --randomise 1 or 2)",
+    )
+    p.add_argument(
+        "--plot-area",
+        default=None,
+        help="poppy plot area range in m2, MIN,MAX (default 1.5,200; a MAX above 200 adds whole-field plots)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
+        options = {"randomise": args.randomise, "appearance": args.appearance}
+        if args.plot_area is not None:
+            options["plot_area"] = parse_plot_area(args.plot_area)
         res = generate(
             args.out,
             args.count,
@@ -408,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             landcover=args.landcover,
             window=args.window,
             poppy_prob=args.poppy_prob,
+            options=scene_options(options),
         )
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,7 +11,9 @@ stops halfway through because of a problem that was visible at the start.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -37,9 +39,18 @@ from detect.export import (
     write_outputs,
     write_summary,
 )
+from detect.inputs import check_free_space, check_out_dir, finished_before, output_stems, prob_raster_bytes
 from detect.judge import OperatingPoint, judge_plots, resolve_operating_point
-from detect.predict import PredictResult, check_gsd, gsd_ratio, model_grid, predict_raster
-from detect.raster import RasterInfo, inspect_raster, open_raster
+from detect.predict import (
+    PredictResult,
+    check_gsd,
+    check_model_spec,
+    check_tiling,
+    gsd_ratio,
+    model_grid,
+    predict_raster,
+)
+from detect.raster import RasterInfo, check_has_pixels, check_readable, inspect_raster, open_raster
 from detect.vectorize import DetectedPlot, Sweep, VectorizeResult, VectorParams, vectorize, vectorize_sweep
 from models.checkpoint import ModelSpec
 from models.plotnet import JudgeSpec
@@ -51,8 +62,10 @@ __all__ = [
     "RunResult",
     "detect_plots",
     "find_inputs",
+    "finished_inputs",
     "gdal_cache_bytes",
     "prepare",
+    "resume_parameters",
     "run_one",
     "run_record",
 ]
@@ -88,6 +101,9 @@ class RunOptions:
         progress: Show progress bars.
         allow_gsd_mismatch: Run on rasters much coarser than the model (see
             :func:`detect.predict.check_gsd`) instead of refusing them.
+        bands: 1-based band numbers of red, green and blue (``--bands``); ``None`` picks them.
+        resume: Inputs an earlier run finished with the same model and parameters are skipped (see
+            :func:`resume_parameters`), and outputs of unfinished ones are replaced.
     """
 
     out_dir: Path
@@ -103,6 +119,8 @@ class RunOptions:
     overwrite: bool = False
     progress: bool = True
     allow_gsd_mismatch: bool = False
+    bands: tuple[int, int, int] | None = None
+    resume: bool = False
 
 
 @dataclass
@@ -125,9 +143,12 @@ class RunResult:
 
     def line(self) -> str:
         """The one-line report for the console."""
+        summary = self.outputs["summary"]
+        stem = summary.name.removesuffix(".summary.json")
+        named = f" as {stem}.*" if stem != self.input.stem else ""  # renamed to avoid a clash (output_stems)
         return (
             f"{self.input.name}: {self.plot_count} plot(s), {self.flagged_area_m2:.1f} m2 flagged "
-            f"-> {self.outputs['summary'].parent}"
+            f"-> {summary.parent}{named}"
         )
 
 
@@ -181,6 +202,7 @@ def detect_plots(
     overwrite: bool = False,
     source: str | None = None,
     model_name: str = "",
+    bands: tuple[int, int, int] | None = None,
 ) -> Detection:
     """Predict an orthomosaic's poppy probability and vectorise it into plots: the one raster -> plots path.
 
@@ -207,6 +229,7 @@ def detect_plots(
         overwrite: Replace an existing ``prob_path``.
         source: Input name recorded on every plot; None takes the raster's file name.
         model_name: Model name recorded on every plot.
+        bands: 1-based band numbers of red, green and blue (``--bands``); None picks them.
 
     Returns:
         A :class:`Detection`.
@@ -235,6 +258,7 @@ def detect_plots(
             tta=tta,
             progress=progress,
             overwrite=overwrite or not keep,  # a temporary file exists (empty) from mkstemp
+            bands=bands,
         )
         t0 = time.perf_counter()
         source = name if source is None else source
@@ -273,7 +297,40 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             found.append(p)
         else:
             raise InputError(f"{p}: no such file or folder; check the path")
-    return found
+    # The same file named twice (a shell glob and its folder) is run once.
+    seen: set[Path] = set()
+    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+def finished_inputs(inputs: Sequence[Path], stems: dict[Path, str], options: RunOptions, spec: ModelSpec) -> list[Path]:
+    """The inputs an earlier run into ``options.out_dir`` finished with this model and settings (``--resume``).
+
+    See :func:`detect.inputs.finished_before`; ``stems`` from :func:`detect.inputs.output_stems`.
+    """
+    wanted = resume_parameters(options, spec)
+    return [
+        p
+        for p in inputs
+        if finished_before(p, output_paths(options.out_dir, stems[p], options.formats), spec.sha256, wanted)
+    ]
+
+
+def resume_parameters(options: RunOptions, spec: ModelSpec) -> dict[str, Any]:
+    """The settings that must match for ``--resume`` to take an earlier input's outputs as this run's.
+
+    Batch size and device change only speed, so they may differ; everything that changes the plots may not.
+    """
+    tile = spec.tile_size if options.tile is None else options.tile
+    return {
+        "threshold_asked": options.threshold,  # --threshold as given; None: the --sensitivity operating point
+        "sensitivity": options.sensitivity,
+        "min_area_m2": options.min_area_m2,
+        "tile": tile,
+        "overlap": tile // 8 if options.overlap is None else options.overlap,
+        "tta": options.tta,
+        "formats": list(options.formats),
+        "bands": list(options.bands) if options.bands is not None else None,
+    }
 
 
 def prepare(
@@ -282,19 +339,23 @@ def prepare(
     spec: ModelSpec | None = None,
     *,
     warn: Callable[[str], None] | None = None,
+    stems: dict[Path, str] | None = None,
 ) -> dict[Path, dict[str, Path]]:
     """Check every input and output before any inference.
 
-    Opens and inspects each raster (georeferencing, bands, pixel type), refuses rasters far coarser than the
-    model (when ``spec`` is given; see :func:`detect.predict.check_gsd`), two inputs with the same name
-    (their outputs would collide) and existing outputs without ``overwrite``.
+    Checks the output folder (usable, room on its disk), then opens and inspects each raster
+    (georeferencing, bands, pixel type, readable to its end, a footprint), refuses rasters far coarser or
+    finer than the model (when ``spec`` is given; see :func:`detect.predict.check_gsd`) and existing
+    outputs without ``overwrite`` (or ``resume``).
 
     Args:
         inputs: The rasters, from :func:`find_inputs`.
         options: Run settings.
         spec: The model's spec, for the GSD check; ``None`` skips it.
         warn: Called with a one-line message for each raster accepted despite a GSD mismatch
-            (``options.allow_gsd_mismatch``).
+            (``options.allow_gsd_mismatch``) and for each raster not stored as 8-bit (how it is scaled).
+        stems: Output name per input (see :func:`detect.inputs.output_stems`); computed from ``inputs`` when
+            ``None``. Pass the whole batch's when preparing inputs one at a time.
 
     Returns:
         Output paths per input.
@@ -302,25 +363,38 @@ def prepare(
     Raises:
         InputError: Naming the file at fault and the fix.
     """
+    check_out_dir(options.out_dir)
+    if spec is not None:  # flags first: they fail the same way for every input
+        check_model_spec(spec)
+        check_tiling(spec, options.tile, options.overlap, options.batch_size)
+        VectorParams(threshold=spec.threshold, min_area_m2=options.min_area_m2).check()
+        if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
+            # Only the range here: with a judge it applies to plot scores, where 0 and 1 are allowed too.
+            raise InputError(f"--threshold {options.threshold}: must be between 0 and 1 (e.g. 0.5)")
     plans: dict[Path, dict[str, Path]] = {}
-    stems: dict[str, Path] = {}
+    stems = output_stems(inputs) if stems is None else stems
+    prob_bytes: list[int] = []
     for path in inputs:
         with open_raster(path) as ds:
-            info = inspect_raster(ds)
+            info = inspect_raster(ds, options.bands)
+            check_readable(ds, info)
+            check_has_pixels(ds, info)
+        if info.dtype != "uint8" and warn is not None:
+            warn(f"{path}: {info.value_scaling}")  # the user should know how their colours were read
         if spec is not None:
+            grid = model_grid(info, spec.gsd_m)
+            prob_bytes.append(prob_raster_bytes(grid.height, grid.width))
             message = check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
             if message is not None and warn is not None:
                 warn(message)
-        stem = path.stem
-        if stem in stems:
-            raise InputError(
-                f"{path} and {stems[stem]} would write the same outputs ({stem}.*); rename one or run them "
-                "with different --out folders"
-            )
-        stems[stem] = path
-        paths = output_paths(options.out_dir, stem, options.formats)
-        check_outputs(paths.values(), options.overwrite)
+        paths = output_paths(options.out_dir, stems[path], options.formats)
+        # --resume replaces what an unfinished run left (no summary yet), never another run's finished results.
+        check_outputs(paths.values(), options.overwrite or (options.resume and not paths["summary"].exists()))
         plans[path] = paths
+    if prob_bytes:
+        # Kept probability rasters add up; a temporary one (no 'prob' in --formats) is deleted after each input.
+        need = sum(prob_bytes) if "prob" in options.formats else max(prob_bytes)
+        check_free_space(options.out_dir, need, what="the probability rasters")
     return plans
 
 
@@ -380,20 +454,54 @@ def run_one(
     Returns:
         A :class:`RunResult`.
     """
-    t_start = time.perf_counter()
     path = Path(path)
     if paths is None:
         paths = prepare([path], options, spec)[path]
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a hidden folder inside --out and renamed into place at the very end, so a
+    # failed or killed run adds nothing to --out but this folder, which the next run on the input removes.
+    stage = out_dir / f".{paths['summary'].name.removesuffix('.summary.json')}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        staged = {k: stage / p.name for k, p in paths.items()}
+        result = _run_staged(path, model, spec, options, weights_path, staged, judge)
+        _publish(staged, paths, overwrite=options.overwrite or options.resume)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    result.outputs = paths
+    return result
+
+
+def _publish(staged: dict[str, Path], final: dict[str, Path], *, overwrite: bool) -> None:
+    """Rename finished outputs into place, the summary last (its presence means the input is done)."""
+    check_outputs(final.values(), overwrite)  # again: another process may have written them meanwhile
+    for key in sorted(staged, key=lambda k: k == "summary"):
+        if staged[key].exists():
+            os.replace(staged[key], final[key])
+
+
+def _run_staged(
+    path: Path,
+    model: nn.Module,
+    spec: ModelSpec,
+    options: RunOptions,
+    weights_path: str | Path | None,
+    paths: dict[str, Path],
+    judge: tuple[nn.Module, JudgeSpec] | None,
+) -> RunResult:
+    """:func:`run_one`'s work, writing every output to ``paths`` (in the staging folder)."""
+    t_start = time.perf_counter()
     point = resolve_operating_point(spec, judge[1] if judge else None, options.sensitivity, options.threshold)
     # With a judge the first stage proposes at its own recall-first threshold and the point applies to plot scores.
     threshold = spec.threshold if judge else point.threshold
     params = VectorParams(threshold=threshold, min_area_m2=options.min_area_m2)
     params.check()  # before the long part
+    options = dataclasses.replace(options, overwrite=True)  # the staging folder is ours alone
 
     with open_raster(path) as ds, contextlib.ExitStack() as stack:
-        info = inspect_raster(ds)
+        info = inspect_raster(ds, options.bands)
         # Again here, for callers that pass ``paths`` from a prepare() without the spec.
         check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
         cache_bytes = gdal_cache_bytes(ds, info, spec, options.tile)
@@ -406,7 +514,7 @@ def run_one(
             params,
             # Without the prob output, a temporary raster next to the outputs (same disk, which has room for them).
             prob_path=paths["prob"] if "prob" in options.formats else None,
-            temp_dir=out_dir,
+            temp_dir=paths["summary"].parent,  # the staging folder, deleted with it
             tile=options.tile,
             overlap=options.overlap,
             batch_size=options.batch_size,
@@ -416,6 +524,7 @@ def run_one(
             overwrite=options.overwrite,
             source=path.name,
             model_name=spec.name,
+            bands=options.bands,
         )
         plots, judge_s = det.plots, 0.0
         if judge is not None:
@@ -503,6 +612,9 @@ def run_record(
             "tta": options.tta,
             "device": pred.device,
             "formats": list(options.formats),
+            "bands": list(options.bands) if options.bands is not None else None,
+            "threshold_asked": options.threshold,
+            "sensitivity": options.sensitivity,
             "gdal_cachemax_mb": round(cache_bytes / 2**20) if cache_bytes is not None else "environment",
         },
         "raster": {
@@ -511,6 +623,9 @@ def run_record(
             "height": info.height,
             "gsd_m": list(info.gsd_m),
             "gsd_ratio_to_model": round(gsd_ratio(info, spec.gsd_m), 3),
+            "bands_rgb": list(info.rgb_bands),
+            "value_range": list(info.value_range),
+            "value_scaling": info.value_scaling,
             "model_grid": {"width": pred.grid.width, "height": pred.grid.height, "gsd_m": list(pred.grid.gsd_m)},
         },
         "tiles": {"total": pred.tiles_total, "run": pred.tiles_run, "skipped": pred.tiles_skipped},

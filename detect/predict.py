@@ -25,7 +25,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,8 @@ __all__ = [
     "PredictResult",
     "autocast_context",
     "check_gsd",
+    "check_model_spec",
+    "check_tiling",
     "coarse_footprint",
     "gsd_ratio",
     "model_grid",
@@ -74,6 +76,10 @@ MIN_TILE = 32  # below this a tile holds too little context for the network to j
 # so its scores mean little. Up to 3x it still sees canopy colour and texture, which is what carries detection
 # above ~3 cm/px (poppy-facts.md, "Imaging"). Finer sources are only downsampled and are always fine.
 MAX_GSD_RATIO = 3.0
+# A source 20x finer than the model (1.5 mm/px against 3 cm/px) is finer than any drone survey flies: almost
+# always a CRS in the wrong units (feet read as metres is 3x; millimetres or a local grid much more). It would
+# also read 400 source pixels per model pixel. Refused like a too-coarse one, for the same flag to override.
+MIN_GSD_RATIO = 1 / 20
 FOOTPRINT_MAX_SIDE = 2048  # longest side of the coarse footprint read; bounds its cost on huge rasters
 _QUEUE_BATCHES = 3  # batches read ahead: enough to hide I/O jitter, small enough to bound memory
 
@@ -204,6 +210,18 @@ def check_gsd(
             False; the message names both GSDs and the fix.
     """
     ratio = gsd_ratio(info, model_gsd_m)
+    if min(info.gsd_m) / model_gsd_m < MIN_GSD_RATIO:
+        fine = model_gsd_m / min(info.gsd_m)
+        text = (
+            f"{info.path}: ground sample distance {min(info.gsd_m) * 1000:.3g} mm/px is {fine:.0f}x finer than the "
+            f"model's {model_gsd_m * 100:.3g} cm/px, finer than any drone survey"
+        )
+        if allow:
+            return text + "; running anyway as asked (--allow-gsd-mismatch): this is slow"
+        raise InputError(
+            text + ": check the CRS and its units (gdalinfo), or resample it to the model's GSD "
+            f"(gdalwarp -tr {model_gsd_m:g} {model_gsd_m:g}); --allow-gsd-mismatch runs it anyway"
+        )
     if ratio <= max_ratio:
         return None
     src_cm, model_cm = max(info.gsd_m) * 100, model_gsd_m * 100
@@ -424,7 +442,32 @@ class _ReadAhead:
         self._thread.join(timeout=10)
 
 
-def _check_spec(spec: ModelSpec) -> None:
+def check_tiling(spec: ModelSpec, tile: int | None, overlap: int | None, batch_size: int) -> tuple[int, int]:
+    """Resolve and check ``--tile``, ``--overlap`` and ``--batch-size`` (before any work starts).
+
+    Returns:
+        ``(tile, overlap)`` in model pixels, defaults filled in from the model.
+
+    Raises:
+        InputError: Naming the flag and its allowed range.
+    """
+    tile = int(spec.tile_size if tile is None else tile)
+    if tile < MIN_TILE:
+        raise InputError(f"--tile {tile}: too small; use at least {MIN_TILE} model pixels (e.g. 512)")
+    overlap = tile // 8 if overlap is None else int(overlap)
+    if not 0 <= overlap <= tile // 2:
+        raise InputError(f"--overlap {overlap}: must be between 0 and half the tile ({tile // 2})")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    return tile, overlap
+
+
+def check_model_spec(spec: ModelSpec) -> None:
+    """Refuse a checkpoint that is not an RGB poppy detector (other bands, a land-cover pretraining model).
+
+    Raises:
+        InputError: Saying what the model expects and what to use instead.
+    """
     if tuple(spec.bands) != ("red", "green", "blue"):
         raise InputError(
             f"the model expects bands {', '.join(spec.bands)}; this tool reads red, green and blue only: "
@@ -432,6 +475,54 @@ def _check_spec(spec: ModelSpec) -> None:
         )
     if "poppy" not in spec.classes:
         raise InputError(f"the model's classes {spec.classes} have no 'poppy'; use a poppy detector checkpoint")
+
+
+def _tiles_to_run(
+    ds: rasterio.io.DatasetReader, info: RasterInfo, grid: ModelGrid, tile: int, overlap: int
+) -> tuple[list[tuple[int, int]], int]:
+    """The tiles ``(row_off, col_off)`` that touch the valid footprint, rows first, and how many tiles in all."""
+    footprint, cell = coarse_footprint(ds, info, grid, cell=max(8, tile // 4))
+    rows = tile_starts(grid.height, tile, overlap)
+    cols = tile_starts(grid.width, tile, overlap)
+    tiles = [
+        (r, c)
+        for r in rows
+        for c in cols
+        if window_touches_footprint(Window(col_off=c, row_off=r, width=tile, height=tile), footprint, cell)
+    ]
+    return tiles, len(rows) * len(cols)
+
+
+def _stream_tiles(
+    reader: Iterable[tuple[list[tuple[int, int]], np.ndarray, np.ndarray]],
+    model: nn.Module,
+    spec: ModelSpec,
+    dev: torch.device,
+    tta: bool,
+    strip: _Strip,
+    weights: np.ndarray,
+    height: int,
+    bar: tqdm,
+) -> tuple[float, float]:
+    """Predict every batch the reader yields and blend it into the strip writer; flush the last strip.
+
+    Returns:
+        Seconds in the model and seconds blending and writing.
+    """
+    t_model = t_write = 0.0
+    for chunk, rgb, valid in reader:
+        t0 = time.perf_counter()
+        prob = predict_batch(model, rgb, spec, dev, tta=tta)
+        t1 = time.perf_counter()
+        for (r, c), p, v in zip(chunk, prob, valid, strict=True):
+            strip.add(r, c, p, v, weights)
+        t_write += time.perf_counter() - t1
+        t_model += t1 - t0
+        bar.update(len(chunk))
+    t1 = time.perf_counter()
+    strip.advance(height)
+    t_write += time.perf_counter() - t1
+    return t_model, t_write
 
 
 def predict_raster(
@@ -447,6 +538,7 @@ def predict_raster(
     tta: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    bands: tuple[int, int, int] | None = None,
 ) -> PredictResult:
     """Predict poppy probability over a whole orthomosaic and stream it to a GeoTIFF.
 
@@ -463,6 +555,7 @@ def predict_raster(
         tta: Test-time augmentation (flips and a quarter turn, averaged); four times slower.
         progress: Show a tqdm progress bar (tiles/s, time left).
         overwrite: Replace an existing ``prob_path``.
+        bands: 1-based band numbers of red, green and blue (``--bands``); ``None`` picks them.
 
     Returns:
         A :class:`PredictResult`.
@@ -472,22 +565,15 @@ def predict_raster(
             RGB poppy detector, or tile/overlap/batch values out of range.
     """
     t_start = time.perf_counter()
-    _check_spec(spec)
-    tile = int(spec.tile_size if tile is None else tile)
-    if tile < MIN_TILE:
-        raise InputError(f"--tile {tile}: too small; use at least {MIN_TILE} model pixels (e.g. 512)")
-    overlap = tile // 8 if overlap is None else int(overlap)
-    if not 0 <= overlap <= tile // 2:
-        raise InputError(f"--overlap {overlap}: must be between 0 and half the tile ({tile // 2})")
-    if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    check_model_spec(spec)
+    tile, overlap = check_tiling(spec, tile, overlap, batch_size)
     dev = resolve_device(device)
 
     own = not isinstance(ds_or_path, rasterio.io.DatasetReader)
     ds = open_raster(ds_or_path) if own else ds_or_path
     was_training = model.training
     try:
-        info = inspect_raster(ds)
+        info = inspect_raster(ds, bands)
         grid = model_grid(info, spec.gsd_m)
         if prob_path is None:
             fd, name = tempfile.mkstemp(prefix=Path(info.path).stem + ".", suffix=".prob.tif")
@@ -497,22 +583,11 @@ def predict_raster(
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        footprint, cell = coarse_footprint(ds, info, grid, cell=max(8, tile // 4))
+        tiles, tiles_total = _tiles_to_run(ds, info, grid, tile, overlap)
         timings["footprint"] = time.perf_counter() - t0
-
-        rows = tile_starts(grid.height, tile, overlap)
-        cols = tile_starts(grid.width, tile, overlap)
-        tiles_total = len(rows) * len(cols)
-        tiles = [
-            (r, c)
-            for r in rows
-            for c in cols
-            if window_touches_footprint(Window(col_off=c, row_off=r, width=tile, height=tile), footprint, cell)
-        ]
         weights = blend_weights(tile, overlap)
         model.to(dev).eval()
 
-        t_model = t_write = 0.0
         with ProbRasterWriter(
             prob_path,
             height=grid.height,
@@ -532,18 +607,7 @@ def predict_raster(
                 dynamic_ncols=True,
             )
             try:
-                for chunk, rgb, valid in reader:
-                    t0 = time.perf_counter()
-                    prob = predict_batch(model, rgb, spec, dev, tta=tta)
-                    t1 = time.perf_counter()
-                    for (r, c), p, v in zip(chunk, prob, valid, strict=True):
-                        strip.add(r, c, p, v, weights)
-                    t_write += time.perf_counter() - t1
-                    t_model += t1 - t0
-                    bar.update(len(chunk))
-                t1 = time.perf_counter()
-                strip.advance(grid.height)
-                t_write += time.perf_counter() - t1
+                t_model, t_write = _stream_tiles(reader, model, spec, dev, tta, strip, weights, grid.height, bar)
             finally:
                 bar.close()
                 reader.close()

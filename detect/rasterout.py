@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from core.errors import InputError
 
-__all__ = ["ProbRasterWriter", "prob_to_uint8", "threshold_to_uint8", "uint8_to_prob"]
+__all__ = ["ProbRasterWriter", "prob_to_uint8", "threshold_to_uint8"]
 
 BLOCK = 256  # GeoTIFF block size: small enough for cheap windowed reads, large enough to compress well
 
@@ -44,11 +44,6 @@ def threshold_to_uint8(threshold: float) -> int:
     153.00000000000003) would move the cut by one level.
     """
     return next((v for v in range(256) if v / 255.0 >= threshold), 256)
-
-
-def uint8_to_prob(values: np.ndarray) -> np.ndarray:
-    """Decode ``uint8`` 0-255 to ``float32`` probabilities in [0, 1]."""
-    return np.asarray(values, dtype=np.float32) / 255.0
 
 
 class ProbRasterWriter:

@@ -12,7 +12,6 @@ cases.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 from rasterio.windows import Window
@@ -23,7 +22,6 @@ __all__ = [
     "model_to_source_window",
     "tile_grid",
     "tile_starts",
-    "tiles_touching_footprint",
     "window_touches_footprint",
 ]
 
@@ -204,11 +202,6 @@ def window_touches_footprint(window: Window, footprint: np.ndarray, cell: tuple[
     if r1 <= r0 or c1 <= c0:
         return False
     return bool(footprint[r0:r1, c0:c1].any())
-
-
-def tiles_touching_footprint(windows: Sequence[Window], footprint: np.ndarray, cell: tuple[float, float]) -> list[bool]:
-    """:func:`window_touches_footprint` for each window, in order."""
-    return [window_touches_footprint(w, footprint, cell) for w in windows]
 
 
 def window_placement(

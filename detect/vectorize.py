@@ -247,26 +247,7 @@ def vectorize(
         strip = max(1, int(params.strip_rows))
         cut = threshold_to_uint8(params.threshold)
 
-        # -- polygonise strip by strip, in pixel coordinates (x = column, y = row) --
-        done: list[Polygon] = []
-        pending: list[Polygon] = []  # pieces touching a border between strips
-        pieces = 0
-        for a in range(0, height, strip):
-            b = min(a + strip, height)
-            e0, e1 = max(0, a - halo), min(height, b + halo)
-            values = read_band(ds, 1, Window(col_off=0, row_off=e0, width=width, height=e1 - e0))
-            binary = values >= cut  # compare encoded values: no full-width float copy of the strip
-            cleaned = _clean(binary, open_px, close_px)[a - e0 : b - e0]
-            if not cleaned.any():
-                continue
-            for geom, _ in shapes(cleaned, mask=cleaned > 0, connectivity=4, transform=Affine.translation(0, a)):
-                poly = shape(geom)
-                pieces += 1
-                _, miny, _, maxy = poly.bounds
-                if (a > 0 and miny <= a) or (b < height and maxy >= b):
-                    pending.append(poly)
-                else:
-                    done.append(poly)
+        done, pending, pieces = _polygonise(ds, cut, open_px, close_px, halo, strip)
         timings["polygonise"] = time.perf_counter() - t_start
 
         # -- merge pieces across strip borders --
@@ -275,54 +256,10 @@ def vectorize(
             done.extend(_polygons(shapely.unary_union(pending)))
         timings["merge"] = time.perf_counter() - t0
 
-        # -- per-plot clean-up, georeferencing and attributes --
         t0 = time.perf_counter()
         to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-        hole_px2 = params.fill_holes_m2 / px_area_m2
-        candidates: list[tuple[Polygon, Polygon, Polygon, float]] = []
-        dropped = 0
-        for poly in done:
-            poly = _fill_small_holes(poly, hole_px2)
-            if params.simplify_px > 0:
-                # Drop collinear vertices (strip borders leave some) and start every ring at a canonical
-                # vertex first, so Douglas-Peucker gives the same outline however the plot was pieced together.
-                poly = shapely.normalize(poly.simplify(0.0))
-                poly = poly.simplify(params.simplify_px, preserve_topology=True)
-            for part in _polygons(poly):
-                native = orient(_pixel_to_crs(part, transform), sign=1.0)
-                dense = _pixel_to_crs(shapely.segmentize(part, params.densify_px), transform)
-                lonlat = orient(
-                    shapely.transform(dense, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1]))),
-                    sign=1.0,
-                )
-                area = geodesic_area_m2(lonlat)
-                if area < params.min_area_m2:
-                    dropped += 1
-                    continue
-                candidates.append((part, native, lonlat, area))
-
-        # Ordered north to south, then west to east, by the centroid's pixel (rounded, so stable).
-        candidates.sort(key=lambda c: (round(c[0].centroid.y), round(c[0].centroid.x)))
-        digits = max(3, len(str(len(candidates))))
-        plots: list[DetectedPlot] = []
-        for i, (part, native, lonlat, area) in enumerate(candidates, start=1):
-            score_mean, score_max = _scores(ds, part, strip)
-            cx, cy = native.centroid.x, native.centroid.y
-            lon, lat = to_lonlat.transform(cx, cy)
-            plots.append(
-                DetectedPlot(
-                    plot_id=f"P{i:0{digits}d}",
-                    geometry=native,
-                    geometry_wgs84=lonlat,
-                    score_mean=score_mean,
-                    score_max=score_max,
-                    area_m2=area,
-                    centroid_lat=float(lat),
-                    centroid_lon=float(lon),
-                    source=source,
-                    model=model_name,
-                )
-            )
+        candidates, dropped = _georeference(done, params, transform, to_lonlat, px_area_m2)
+        plots = _attributes(ds, candidates, strip, to_lonlat, source, model_name)
         timings["attributes"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     return VectorizeResult(
@@ -335,6 +272,106 @@ def vectorize(
         dropped_small=dropped,
         timings=timings,
     )
+
+
+def _polygonise(
+    ds: rasterio.io.DatasetReader, cut: int, open_px: int, close_px: int, halo: int, strip: int
+) -> tuple[list[Polygon], list[Polygon], int]:
+    """Threshold, clean and polygonise strip by strip, in pixel coordinates (x = column, y = row).
+
+    Returns:
+        ``(done, pending, pieces)``: polygons wholly inside a strip, those touching a border between strips (to be
+        merged), and how many pieces were found.
+    """
+    height, width = ds.height, ds.width
+    done: list[Polygon] = []
+    pending: list[Polygon] = []  # pieces touching a border between strips
+    pieces = 0
+    for a in range(0, height, strip):
+        b = min(a + strip, height)
+        e0, e1 = max(0, a - halo), min(height, b + halo)
+        values = read_band(ds, 1, Window(col_off=0, row_off=e0, width=width, height=e1 - e0))
+        binary = values >= cut  # compare encoded values: no full-width float copy of the strip
+        cleaned = _clean(binary, open_px, close_px)[a - e0 : b - e0]
+        if not cleaned.any():
+            continue
+        for geom, _ in shapes(cleaned, mask=cleaned > 0, connectivity=4, transform=Affine.translation(0, a)):
+            poly = shape(geom)
+            pieces += 1
+            _, miny, _, maxy = poly.bounds
+            if (a > 0 and miny <= a) or (b < height and maxy >= b):
+                pending.append(poly)
+            else:
+                done.append(poly)
+    return done, pending, pieces
+
+
+def _georeference(
+    done: list[Polygon], params: VectorParams, transform: Affine, to_lonlat: Transformer, px_area_m2: float
+) -> tuple[list[tuple[Polygon, Polygon, Polygon, float]], int]:
+    """Per-plot clean-up (holes, simplification), the outline in the raster's CRS and in lon/lat, geodesic area.
+
+    Returns:
+        ``(candidates, dropped)``: ``(pixel polygon, CRS polygon, lon/lat polygon, area m2)`` per plot kept, in
+        north-to-south then west-to-east order, and how many were dropped as smaller than ``min_area_m2``.
+    """
+    hole_px2 = params.fill_holes_m2 / px_area_m2
+    candidates: list[tuple[Polygon, Polygon, Polygon, float]] = []
+    dropped = 0
+    for poly in done:
+        poly = _fill_small_holes(poly, hole_px2)
+        if params.simplify_px > 0:
+            # Drop collinear vertices (strip borders leave some) and start every ring at a canonical
+            # vertex first, so Douglas-Peucker gives the same outline however the plot was pieced together.
+            poly = shapely.normalize(poly.simplify(0.0))
+            poly = poly.simplify(params.simplify_px, preserve_topology=True)
+        for part in _polygons(poly):
+            native = orient(_pixel_to_crs(part, transform), sign=1.0)
+            dense = _pixel_to_crs(shapely.segmentize(part, params.densify_px), transform)
+            lonlat = orient(
+                shapely.transform(dense, lambda xy: np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1]))),
+                sign=1.0,
+            )
+            area = geodesic_area_m2(lonlat)
+            if area < params.min_area_m2:
+                dropped += 1
+                continue
+            candidates.append((part, native, lonlat, area))
+    # Ordered north to south, then west to east, by the centroid's pixel (rounded, so stable).
+    candidates.sort(key=lambda c: (round(c[0].centroid.y), round(c[0].centroid.x)))
+    return candidates, dropped
+
+
+def _attributes(
+    ds: rasterio.io.DatasetReader,
+    candidates: list[tuple[Polygon, Polygon, Polygon, float]],
+    strip: int,
+    to_lonlat: Transformer,
+    source: str,
+    model_name: str,
+) -> list[DetectedPlot]:
+    """The plots, numbered in order, with their probability scores and centroid."""
+    digits = max(3, len(str(len(candidates))))
+    plots: list[DetectedPlot] = []
+    for i, (part, native, lonlat, area) in enumerate(candidates, start=1):
+        score_mean, score_max = _scores(ds, part, strip)
+        cx, cy = native.centroid.x, native.centroid.y
+        lon, lat = to_lonlat.transform(cx, cy)
+        plots.append(
+            DetectedPlot(
+                plot_id=f"P{i:0{digits}d}",
+                geometry=native,
+                geometry_wgs84=lonlat,
+                score_mean=score_mean,
+                score_max=score_max,
+                area_m2=area,
+                centroid_lat=float(lat),
+                centroid_lon=float(lon),
+                source=source,
+                model=model_name,
+            )
+        )
+    return plots
 
 
 def _scores(ds: rasterio.io.DatasetReader, poly_px: Polygon, chunk_rows: int) -> tuple[float, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -17,44 +16,22 @@ from rasterio.crs import CRS
 from torch.utils.data import DataLoader
 
 from core.errors import InputError
-from datasets.chips import ChipDataset, ChipSource, sources_from_folder
+from datasets.chips import ChipDataset, ChipSource
 from datasets.transforms import Compose, RandomFlip, RandomRot90
+from tests import conftest
+from tests.conftest import north_up, write_geotiff
 
 UTM = CRS.from_epsg(32650)
 ORIGIN = (500000.0, 4400000.0)
 
 
 def write_raster(path: Path, rgb: np.ndarray, gsd: float, alpha: np.ndarray | None = None, crs=UTM) -> Path:
-    """A north-up GeoTIFF at ``gsd`` metres per pixel with its top-left corner at ORIGIN."""
-    bands = rgb if alpha is None else np.concatenate([rgb, alpha[None]], axis=0)
-    profile = dict(
-        driver="GTiff",
-        height=rgb.shape[1],
-        width=rgb.shape[2],
-        count=bands.shape[0],
-        dtype="uint8",
-        crs=crs,
-        transform=Affine(gsd, 0, ORIGIN[0], 0, -gsd, ORIGIN[1]),
-    )
-    if alpha is not None:
-        profile["photometric"] = "RGB"
-        profile["alpha"] = "YES"
-    with rasterio.open(path, "w", **profile) as ds:
-        ds.write(bands)
-    return path
+    """A north-up uint8 GeoTIFF at ``gsd`` metres per pixel with its top-left corner at ORIGIN."""
+    return write_geotiff(path, rgb, crs=crs, transform=north_up(gsd, ORIGIN), dtype="uint8", alpha=alpha)
 
 
 def write_polygons(path: Path, polys: list[shapely.Polygon], crs: str = "EPSG:32650") -> Path:
-    fc = {
-        "type": "FeatureCollection",
-        "crs": {"type": "name", "properties": {"name": crs}},
-        "features": [
-            {"type": "Feature", "properties": {"stage": "flowering"}, "geometry": shapely.geometry.mapping(p)}
-            for p in polys
-        ],
-    }
-    path.write_text(json.dumps(fc))
-    return path
+    return conftest.write_polygons(path, polys, crs, {"stage": "flowering"})
 
 
 def ground_box(x0: float, y0: float, w: float, h: float) -> shapely.Polygon:
@@ -436,7 +413,7 @@ def test_raster_without_georeferencing_is_refused(tmp_path):
     with rasterio.open(tif, "w", driver="GTiff", height=16, width=16, count=3, dtype="uint8") as ds:
         ds.write(np.zeros((3, 16, 16), np.uint8))
     write_polygons(tmp_path / "plain.geojson", [ground_box(0, 0, 1, 1)])
-    with pytest.raises(InputError, match=r"plain\.tif: has no coordinate reference system"):
+    with pytest.raises(InputError, match=r"plain\.tif: is an image without georeferencing"):
         ChipSource(tif)
 
 
@@ -466,16 +443,6 @@ def test_bad_settings_are_refused(scene, kwargs, match):
     args = {"target_gsd_m": 0.05, **kwargs}
     with pytest.raises(InputError, match=match):
         ChipDataset(ChipSource(tif), **args)
-
-
-def test_sources_from_folder_skips_unlabelled(tmp_path, scene):
-    write_raster(tmp_path / "unlabelled.tif", np.zeros((3, 32, 32), np.uint8), 0.05)
-    sources = sources_from_folder(tmp_path)
-    assert [Path(s.path).name for s in sources] == ["site.tif"]
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(InputError, match="no orthomosaic with labels found"):
-        sources_from_folder(empty)
 
 
 def test_explicit_paths_skip_the_folder_convention(tmp_path):

@@ -18,6 +18,8 @@ from core.errors import InputError
 from datasets.labelled import LabelledScene, hold_out, scenes_from_folder
 from detect.vectorize import VectorParams
 from models.checkpoint import ModelSpec
+from tests import conftest
+from tests.conftest import north_up, write_geotiff
 from training.evaluate import evaluate_plot_files, evaluate_plots, evaluate_prob_raster, evaluate_scenes
 from training.pixels import EvalGrid
 from training.report import DEFAULT_THRESHOLDS, choose_threshold, gsd_bin, summarise
@@ -47,51 +49,16 @@ def write_raster(path: Path, alpha: np.ndarray | None = None, red: list[tuple] |
     for box in red or []:
         r, c = px(*box)
         rgb[:, r, c] = np.array([230, 20, 20], dtype=np.uint8)[:, None, None]
-    bands = rgb if alpha is None else np.concatenate([rgb, alpha[None]])
-    profile = dict(
-        driver="GTiff",
-        height=N,
-        width=N,
-        count=len(bands),
-        dtype="uint8",
-        crs=UTM,
-        transform=Affine(GSD, 0, X0, 0, -GSD, Y0),
-    )
-    if alpha is not None:
-        profile.update(photometric="RGB", alpha="YES")
-    with rasterio.open(path, "w", **profile) as ds:
-        ds.write(bands)
-    return path
+    return write_geotiff(path, rgb, crs=UTM, transform=north_up(GSD, (X0, Y0)), alpha=alpha)
 
 
 def write_prob(path: Path, values: np.ndarray) -> Path:
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        height=N,
-        width=N,
-        count=1,
-        dtype="uint8",
-        crs=UTM,
-        transform=Affine(GSD, 0, X0, 0, -GSD, Y0),
-    ) as ds:
-        ds.write(values.astype(np.uint8), 1)
-    return path
+    return write_geotiff(path, values.astype(np.uint8), crs=UTM, transform=north_up(GSD, (X0, Y0)))
 
 
 def write_polygons(path: Path, polys: list[shapely.Polygon], stages: list[str | None] | None = None) -> Path:
     stages = stages or [None] * len(polys)
-    fc = {
-        "type": "FeatureCollection",
-        "crs": {"type": "name", "properties": {"name": UTM}},
-        "features": [
-            {"type": "Feature", "properties": {"stage": s}, "geometry": shapely.geometry.mapping(p)}
-            for p, s in zip(polys, stages, strict=True)
-        ],
-    }
-    path.write_text(json.dumps(fc))
-    return path
+    return conftest.write_polygons(path, polys, UTM, [{"stage": s} for s in stages])
 
 
 def make_scene(

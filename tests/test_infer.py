@@ -172,7 +172,7 @@ def test_bad_inputs_exit_2_with_one_line(
     png = tmp_path / "photo.png"
     cv2.imwrite(str(png), np.full((20, 20, 3), 128, dtype=np.uint8))
     cases = [
-        ([str(png)], "photo.png", "coordinate reference system"),
+        ([str(png)], "photo.png", "is a photo"),
         ([str(tmp_path / "missing.tif")], "missing.tif", "no such file"),
         ([str(png), "--threshold", "1.5"], "--threshold 1.5", "between 0 and 1"),
         ([str(png), "--formats", "shp"], "--formats shp", "unknown format"),
@@ -198,13 +198,29 @@ def test_bad_inputs_exit_2_with_one_line(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_duplicate_names_refused(tmp_path: Path, weights: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
-    (tmp_path / "x").mkdir()
-    (tmp_path / "y").mkdir()
-    a = write_ortho(tmp_path / "x" / "site.tif", 40, 40)
-    b = write_ortho(tmp_path / "y" / "site.tif", 40, 40)
-    assert run([str(a), str(b), "--out", str(tmp_path / "out"), "--weights", str(weights["random"])]) == 2
-    assert "would write the same outputs" in capsys.readouterr().err
+def test_repeated_names_get_their_folder(
+    tmp_path: Path, weights: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    # Two OpenDroneMap results: both odm_orthophoto.tif, in folders named after the flights.
+    for flight in ("north", "south"):
+        (tmp_path / flight / "odm").mkdir(parents=True)
+    a = write_ortho(tmp_path / "north" / "odm" / "odm_orthophoto.tif", 40, 40)
+    b = write_ortho(tmp_path / "south" / "odm" / "odm_orthophoto.tif", 40, 40)
+    c = write_ortho(tmp_path / "north" / "site.tif", 40, 40)
+    out = tmp_path / "out"
+    args = [str(a), str(b), str(c), str(c), "--out", str(out), "--weights", str(weights["random"]), "--formats", "csv"]
+    assert run(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "north_odm_odm_orthophoto.csv",
+        "north_odm_odm_orthophoto.summary.json",
+        "site.csv",
+        "site.summary.json",
+        "south_odm_odm_orthophoto.csv",
+        "south_odm_odm_orthophoto.summary.json",
+    ]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3  # the input named twice ran once
+    assert lines[0].endswith("as north_odm_odm_orthophoto.*") and "as " not in lines[2]
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture) -> None:

@@ -31,6 +31,7 @@ from detect.raster import inspect_raster
 from models.checkpoint import ModelSpec, load_checkpoint, load_judge, save_checkpoint
 from models.plotnet import JudgeSpec, PlotNet, build_judge
 from models.registry import build_model
+from tests.conftest import north_up, write_geotiff
 from training.judge import (
     Candidate,
     JudgeChips,
@@ -48,13 +49,7 @@ UTM = "EPSG:32650"
 
 
 def write_rgb(path: Path, rgb: np.ndarray, gsd: float, crs: str = UTM, origin=(500000.0, 4000000.0)) -> Path:
-    transform = Affine(gsd, 0, origin[0], 0, -gsd, origin[1])
-    with rasterio.open(
-        path, "w", driver="GTiff", height=rgb.shape[1], width=rgb.shape[2], count=3, dtype="uint8",
-        crs=crs, transform=transform,
-    ) as ds:  # fmt: skip
-        ds.write(rgb)
-    return path
+    return write_geotiff(path, rgb, crs=crs, transform=north_up(gsd, origin), dtype="uint8")
 
 
 # --- chip placement: a table of cases -----------------------------------------------------------------------------

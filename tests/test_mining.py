@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
-import rasterio.features
 import shapely
 import torch
 from affine import Affine
@@ -20,6 +18,7 @@ from core.errors import InputError
 from datasets.chips import ChipDataset, ChipSource
 from detect.raster import window_ground_size
 from models.checkpoint import ModelSpec
+from tests.conftest import write_geotiff, write_polygons
 from training.mining import MiningResult, mine_hard_negatives
 
 N = 160  # pixels a side
@@ -50,13 +49,6 @@ def pixel_box(transform: Affine, box: tuple[int, int, int, int]) -> shapely.Poly
     return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
-def write_geojson(path: Path, polys: list[shapely.Polygon], crs: str) -> Path:
-    features = [{"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(p)} for p in polys]
-    fc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": crs}}, "features": features}
-    path.write_text(json.dumps(fc))
-    return path
-
-
 def scene(tmp_path: Path, grid=UTM, red=(ON_LABEL, AWAY), aoi_cols: int | None = None) -> ChipSource:
     """A grey orthomosaic with red squares, one label polygon and optionally an AOI of its first columns."""
     crs, transform = grid
@@ -64,12 +56,10 @@ def scene(tmp_path: Path, grid=UTM, red=(ON_LABEL, AWAY), aoi_cols: int | None =
     for r0, r1, c0, c1 in red:
         rgb[:, r0:r1, c0:c1] = np.array([230, 20, 20], dtype=np.uint8)[:, None, None]
     tif = tmp_path / "site.tif"
-    profile = dict(driver="GTiff", height=N, width=N, count=3, dtype="uint8", crs=crs, transform=transform)
-    with rasterio.open(tif, "w", **profile) as ds:
-        ds.write(rgb)
-    write_geojson(tmp_path / "site.geojson", [pixel_box(transform, LABEL)], crs)
+    write_geotiff(tif, rgb, crs=crs, transform=transform)
+    write_polygons(tmp_path / "site.geojson", [pixel_box(transform, LABEL)], crs)
     if aoi_cols is not None:
-        write_geojson(tmp_path / "site.aoi.geojson", [pixel_box(transform, (0, N, 0, aoi_cols))], crs)
+        write_polygons(tmp_path / "site.aoi.geojson", [pixel_box(transform, (0, N, 0, aoi_cols))], crs)
     return ChipSource(tif)
 
 

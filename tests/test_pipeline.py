@@ -6,15 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import torch
-from affine import Affine
 from torch import nn
 
 from core.errors import InputError
 from detect.pipeline import detect_plots
 from detect.vectorize import VectorParams, vectorize
 from models.checkpoint import ModelSpec
+from tests.conftest import north_up, write_geotiff
 
 N = 160
 GSD = 0.03
@@ -34,14 +33,7 @@ def site(tmp_path: Path) -> Path:
     rgb = np.full((3, N, N), 90, dtype=np.uint8)
     for r0, r1, c0, c1 in ((20, 50, 20, 60), (100, 130, 100, 120)):
         rgb[:, r0:r1, c0:c1] = np.array([230, 20, 20], dtype=np.uint8)[:, None, None]
-    tif = tmp_path / "site.tif"
-    profile = dict(
-        driver="GTiff", height=N, width=N, count=3, dtype="uint8", crs="EPSG:32650",
-        transform=Affine(GSD, 0, 500000.0, 0, -GSD, 4400000.0),
-    )  # fmt: skip
-    with rasterio.open(tif, "w", **profile) as ds:
-        ds.write(rgb)
-    return tif
+    return write_geotiff(tmp_path / "site.tif", rgb, transform=north_up(GSD, (500000.0, 4400000.0)))
 
 
 def test_temporary_probability_raster_is_removed(site: Path, tmp_path: Path) -> None:

@@ -11,25 +11,21 @@ from rasterio.windows import Window
 
 from core.errors import InputError
 from detect.raster import inspect_raster, open_raster, read_band, read_footprint, read_window
+from tests.conftest import write_geotiff
 
 
 def write_tif(path, data, crs="EPSG:32650", transform=None, nodata=None, alpha=False, dtype=None):
-    count, height, width = data.shape
-    profile = dict(
-        driver="GTiff",
-        height=height,
-        width=width,
-        count=count,
-        dtype=dtype or data.dtype,
+    rgba = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    return write_geotiff(
+        path,
+        data,
         crs=crs,
-        transform=transform if transform is not None else from_origin(500000, 4000000, 0.02, 0.02),
+        transform=transform,
+        gsd=0.02,
         nodata=nodata,
+        dtype=dtype,
+        colorinterp=rgba if alpha else None,
     )
-    with rasterio.open(path, "w", **profile) as ds:
-        ds.write(data)
-        if alpha:
-            ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
-    return path
 
 
 def rgba(height=40, width=60):
@@ -111,7 +107,7 @@ def test_uint16_is_scaled_to_8_bit(tmp_path):
     [
         ("no_crs", "has no coordinate reference system"),
         ("two_bands", "has 2 band"),
-        ("int16", "pixel type int16 is not supported"),
+        ("complex", "pixel type complex64 is not supported"),
     ],
 )
 def test_bad_rasters_are_refused(tmp_path, kind, match):
@@ -120,7 +116,7 @@ def test_bad_rasters_are_refused(tmp_path, kind, match):
     elif kind == "two_bands":
         path = write_tif(tmp_path / "a.tif", np.zeros((2, 4, 4), np.uint8))
     else:
-        path = write_tif(tmp_path / "a.tif", np.zeros((3, 4, 4), np.int16))
+        path = write_tif(tmp_path / "a.tif", np.zeros((3, 4, 4), np.complex64))
     with open_raster(path) as ds, pytest.raises(InputError, match=match):
         inspect_raster(ds)
 

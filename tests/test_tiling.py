@@ -14,7 +14,6 @@ from detect.tiling import (
     model_to_source_window,
     tile_grid,
     tile_starts,
-    tiles_touching_footprint,
     window_placement,
     window_touches_footprint,
 )
@@ -186,11 +185,6 @@ _FOOT = np.array(
 )
 def test_window_touches_footprint(window: Window, expected: bool) -> None:
     assert window_touches_footprint(window, _FOOT, (10.0, 10.0)) is expected
-
-
-def test_tiles_touching_footprint_keeps_order() -> None:
-    windows = [Window(0, 0, 10, 10), Window(10, 10, 10, 10), Window(30, 20, 10, 10)]
-    assert tiles_touching_footprint(windows, _FOOT, (10.0, 10.0)) == [False, True, False]
 
 
 def test_blending_two_different_tiles_cross_fades() -> None:

@@ -164,6 +164,11 @@ def test_fine_tune_from_a_checkpoint_with_validation_folder(data: Path, tmp_path
     assert spec.train_args["arch"] == "fastunet" and spec.train_args["init"] == str(first / "best.pt")
     split = json.loads((out / "split.json").read_text())
     assert len(split["train"]) == 3 and split["val"] == [str(val / "v.tif")]
+    # One labelled validation plot cannot place a threshold: the starting model's threshold and sweep are kept.
+    _, start = load_checkpoint(first / "best.pt")
+    assert spec.threshold == start.threshold
+    assert spec.metrics["thresholds"] == start.metrics["thresholds"] and "own_thresholds" in spec.metrics
+    assert "1 labelled plot(s), fewer than 20: kept the starting model's threshold" in spec.metrics["reason"]
 
 
 def test_synthetic_scenes_are_generated_once_and_mixed_in(data: Path, tmp_path: Path, monkeypatch) -> None:
@@ -208,6 +213,8 @@ def test_synthetic_scenes_are_generated_once_and_mixed_in(data: Path, tmp_path: 
         (["--data", "{data}", "--init", "{tmp}/none.pt"], "no such file"),
         (["--resume"], "no run to resume"),
         ([], "give --data DIR"),
+        (["--data", "{data}", "--judge", "default", "--init", "default"], "--judge trains the second stage"),
+        (["--data", "{data}", "--judge", "{tmp}/none.pt"], "no such file"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(data: Path, tmp_path: Path, capsys, argv: list[str], match: str) -> None:
@@ -256,7 +263,8 @@ def test_pretrain_on_land_cover_then_init_transfers_the_encoder(data: Path, tmp_
     rows = log_rows(pre)
     assert [r["epoch"] for r in rows] == ["1"] and 0 <= float(rows[0]["val_miou"]) <= 1 and rows[0]["best"] == "1"
     model, spec = load_checkpoint(pre / "best.pt")
-    assert spec.classes == tuple(LANDCOVER[k] for k in range(1, 16)) and spec.num_outputs == 15
+    assert spec.classes == tuple(LANDCOVER[k] for k in sorted(LANDCOVER) if k)
+    assert spec.num_outputs == len(LANDCOVER) - 1
     metrics = json.loads((pre / "metrics.json").read_text())
     assert [c["class"] for c in metrics["best"]["classes"]] == list(spec.classes)
     assert "held out 1 of 3 scenes" in json.loads((pre / "split.json").read_text())["rule"]
@@ -271,7 +279,7 @@ def test_pretrain_on_land_cover_then_init_transfers_the_encoder(data: Path, tmp_
     a, b = poppy.state_dict(), model.state_dict()
     assert torch.equal(a["net.inc.0.0.weight"], b["net.inc.0.0.weight"])
     assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("net.head."))
-    assert a["net.head.weight"].shape[0] == 1 and b["net.head.weight"].shape[0] == 15
+    assert a["net.head.weight"].shape[0] == 1 and b["net.head.weight"].shape[0] == len(LANDCOVER) - 1
 
     out = tmp_path / "poppy"
     args = [x for x in FAST if x not in ("--arch-args", TINY)]  # the architecture comes from --init
@@ -398,3 +406,55 @@ def test_bad_hard_negative_settings_exit_2(data: Path, tmp_path: Path, capsys, a
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ")
     assert re.search(match, err), err
+
+
+# --- --judge: the second stage for a first-stage checkpoint ---------------------------------------------------------
+
+
+class RedDetector(torch.nn.Module):
+    """A stand-in first stage: poppy where red clearly beats green (the orange look-alikes too)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 20.0 * (x[:, 0:1] - x[:, 1:2] - 1.0)
+
+
+def write_val_scenes(folder: Path, count: int) -> Path:
+    """``count`` scenes of four labelled red plots and one unlabelled orange look-alike each."""
+    for i in range(count):
+        path = write_scene(
+            folder, f"v{i}", [(15, 15, 35), (15, 110, 35), (110, 15, 35), (110, 110, 35)], x0=501000.0 + 100 * i
+        )
+        with rasterio.open(path, "r+") as ds:
+            rgb = ds.read()
+            rgb[:, 70:100, 70:100] = np.array([230, 120, 30], dtype=np.uint8)[:, None, None]
+            ds.write(rgb)
+    return folder
+
+
+def test_judge_run_writes_a_two_stage_checkpoint(data: Path, tmp_path: Path, monkeypatch) -> None:
+    from models.checkpoint import ModelSpec, load_judge
+
+    stage1 = (RedDetector(), ModelSpec(arch="fastunet", threshold=0.5, gsd_m=GSD, tile_size=96))
+    monkeypatch.setattr(training.trainer, "load_checkpoint", lambda *a, **k: stage1)
+    val = write_val_scenes(tmp_path / "val", 5)
+    out = tmp_path / "judge"
+    assert run("--judge", "stage1.pt", "--data", data, "--val-data", val, "--out", out, "--epochs", "1",
+               "--chips-per-epoch", "32", "--batch-size", "16", "--min-area-m2", "0.5", "--workers", "0",
+               "--device", "cpu", "--quiet") == 0  # fmt: skip
+    _, spec = load_judge(out / "two_stage.pt")
+    assert set(spec.operating_points) == {"high", "balanced", "low"} and spec.metrics["labels"] == 20
+    report = json.loads((out / "judge_report.json").read_text())
+    assert report["stage1"] == "stage1.pt" and report["true_candidates"] == 20 and report["candidates"] == 25
+    assert "operating point" in (out / "judge_report.txt").read_text()
+    assert json.loads((out / "settings.json").read_text())["judge"] == "stage1.pt"
+
+
+def test_judge_run_refuses_too_few_validation_plots(data: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from models.checkpoint import ModelSpec
+
+    stage1 = (RedDetector(), ModelSpec(arch="fastunet", threshold=0.5, gsd_m=GSD, tile_size=96))
+    monkeypatch.setattr(training.trainer, "load_checkpoint", lambda *a, **k: stage1)
+    val = write_val_scenes(tmp_path / "val", 2)
+    assert run("--judge", "stage1.pt", "--data", data, "--val-data", val, "--out", tmp_path / "j", "--quiet",
+               "--workers", "0") == 2  # fmt: skip
+    assert "hold 8 labelled plot(s), fewer than 20" in capsys.readouterr().err

@@ -13,26 +13,14 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from core.errors import InputError
 from core.geodesy import geodesic_area_m2
 from detect.vectorize import VectorParams, vectorize
+from tests.conftest import north_up, write_geotiff
 
 GSD = 0.05  # metres per pixel of the hand-made rasters: 20 px = 1 m
 UTM = "EPSG:32650"  # central meridian 117 E; easting 500000 is on it
 
 
 def write_prob(path: Path, values: np.ndarray, crs: str = UTM, transform: Affine | None = None) -> Path:
-    transform = transform or Affine(GSD, 0, 500000.0, 0, -GSD, 4000000.0)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        height=values.shape[0],
-        width=values.shape[1],
-        count=1,
-        dtype="uint8",
-        crs=crs,
-        transform=transform,
-    ) as ds:
-        ds.write(values.astype(np.uint8), 1)
-    return path
+    return write_geotiff(path, values.astype(np.uint8), crs=crs, transform=transform or north_up(GSD))
 
 
 def canvas(h: int = 120, w: int = 120) -> np.ndarray:

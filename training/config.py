@@ -48,6 +48,10 @@ class TrainConfig:
     synthetic: int = 0
     synthetic_val: int = 0
     synthetic_size: int = 1024  # px per synthetic scene side: 30 m at 3 cm, room for several plots
+    synthetic_randomise: int = 0  # 0: today's renderer; 1-2 re-draw every non-poppy look (datasets/scene/randomise.py)
+    synthetic_appearance: str = "all"  # train|holdout: training scenes from that half, synthetic validation the other
+    synthetic_plot_area: str | None = None  # None: plots of 1.5-200 m2; "MIN,MAX" (e.g. "1.5,2000") adds whole fields
+    judge: str | None = None  # a first-stage checkpoint: train its second stage (the plot judge) instead
     pretrain: str | None = None  # NAME:PATH of a public data set: land-cover pretraining instead of poppy training
     negatives: str | None = None  # NAME:PATH of a public data set whose valid pixels are mixed in as poppy-free chips
     negative_share: float = 0.2  # a fifth of the chips real farmland without poppy; the rest keep the plot balance
@@ -135,6 +139,10 @@ class TrainConfig:
                 s.pretrain is None or not any((s.data, s.val_data, s.synthetic, s.synthetic_val, s.negatives)),
                 "--pretrain trains land cover on the public data set alone; drop --data/--val-data/--synthetic/"
                 "--negatives, then fine-tune on poppy with --init OUT/best.pt",
+            ),
+            (
+                s.judge is None or (s.pretrain is None and s.init is None and s.hard_negatives == 0),
+                "--judge trains the second stage of the --judge checkpoint; drop --pretrain/--init/--hard-negatives",
             ),
             (
                 s.data is not None or s.synthetic > 0 or s.pretrain is not None,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import math
 import tempfile
@@ -69,13 +70,13 @@ __all__ = [
     "propose",
     "reliability",
     "train_judge",
+    "write_judge_report",
 ]
 
 log = logging.getLogger(__name__)
 
 # Score thresholds of the validation precision-recall curve: fine steps, the calibrated scores spread over [0, 1].
 CURVE_THRESHOLDS = np.round(np.arange(0.0, 1.0001, 0.025), 3)
-MIN_VALIDATION_PLOTS = 20  # fewer labelled plots than this cannot place an operating point
 
 
 @dataclass(frozen=True)
@@ -644,3 +645,24 @@ def validate_judge(
         spec, calibration=(a, b), operating_points=points, pr_curve=[r[:3] for r in curve], metrics=metrics
     )
     return spec, report
+
+
+def write_judge_report(out: Path, report: JudgeReport, **extra: Any) -> None:
+    """Write ``judge_report.txt`` (the table) and ``judge_report.json`` (curve, points, reliability, training log
+    and ``extra``, e.g. the first stage and the seconds taken) into ``out``."""
+    (out / "judge_report.txt").write_text(report.table() + "\n")
+    record = {
+        **extra,
+        "candidates": report.candidates,
+        "true_candidates": report.true_candidates,
+        "labels": report.labels,
+        "proposed": report.proposed,
+        "auc": report.auc,
+        "ece": report.ece,
+        "calibration": list(report.calibration),
+        "points": report.points,
+        "curve": report.curve,
+        "reliability": report.reliability,
+        "log": report.log,
+    }
+    (out / "judge_report.json").write_text(json.dumps(record, indent=1) + "\n")

@@ -8,7 +8,6 @@ exactly (model, optimiser, scheduler, every random generator, the epoch) is capt
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import os
@@ -25,12 +24,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from core.errors import InputError
 from core.files import write_aside
+from detect.predict import autocast_context
 
 __all__ = [
     "CsvLog",
     "EpochStats",
-    "autocast_for",
     "epoch_loader",
     "make_optimizer",
     "restore_training_state",
@@ -76,14 +76,6 @@ def warmup_cosine(
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA (bf16 where supported), nothing on the CPU: one code path for both."""
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -141,9 +133,17 @@ def train_one_epoch(
     for i, (image, mask) in enumerate(bar):
         image = prepare(image.to(device, non_blocking=True))
         mask = mask.to(device, non_blocking=True)
-        with autocast_for(device):
+        with autocast_context(device):
             logits = model(image)
         loss = criterion(logits.float(), mask)
+        if not torch.isfinite(loss):
+            # Stop before the update: one NaN step would poison every weight, and the checkpoints already on disk
+            # (last.pt, best.pt, written at epoch ends) are the last good state, so they are left as they are.
+            raise InputError(
+                f"{desc}: the loss became {float(loss.detach())} at batch {i + 1} (training diverged); stopped before "
+                "updating the weights, the last checkpoint (last.pt, best.pt) is kept; lower --lr (e.g. by half) "
+                "and start a new run, or --init from best.pt"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:

@@ -33,6 +33,9 @@ __all__ = [
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
 TARGET_RECALL = 0.95  # a missed plot costs a field season; a false one costs a look on screen
+# Fewer labelled validation plots than this cannot place a threshold or an operating point: one plot more or less
+# moves recall by more than 0.05. A fine-tune validated on fewer keeps its starting model's (see training.trainer).
+MIN_VALIDATION_PLOTS = 20
 # GSD bins (upper bound in metres, name): police flights at 50-100 m give about 2.2-4.3 cm/px.
 GSD_BINS: tuple[tuple[float, str], ...] = ((0.02, "<2 cm"), (0.035, "2-3.5 cm"), (math.inf, ">3.5 cm"))
 
@@ -303,8 +306,19 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def summarise(results: Sequence[SceneResult], *, target_recall: float = TARGET_RECALL) -> EvalReport:
+def summarise(
+    results: Sequence[SceneResult],
+    *,
+    target_recall: float = TARGET_RECALL,
+    keep: tuple[float, str] | None = None,
+) -> EvalReport:
     """Pool per-scene results, choose the threshold and break the choice down by stage and GSD.
+
+    Args:
+        results: Per-scene results at the same thresholds.
+        target_recall: The recall the choice aims at.
+        keep: ``(threshold, reason)`` to report at a threshold chosen elsewhere (the sweep row nearest to it)
+            instead of choosing one here.
 
     Raises:
         ValueError: If the results were computed at different thresholds.
@@ -318,7 +332,10 @@ def summarise(results: Sequence[SceneResult], *, target_recall: float = TARGET_R
     for k, t in enumerate(ts):
         pooled = sum((r.counts[k] for r in results), PlotCounts())
         rows.append({"threshold": t, **pooled.metrics()})
-    k, reason = choose_threshold(rows, target_recall)
+    if keep is None:
+        k, reason = choose_threshold(rows, target_recall)
+    else:
+        k, reason = min(range(len(ts)), key=lambda i: abs(ts[i] - keep[0])), keep[1]
 
     stages = sorted({s or "unknown" for r in results for s in [r.stage, *r.label_stages]})
     by_stage = []

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +51,9 @@ from models.registry import build_model
 from training.classes import evaluate_chips
 from training.config import TrainConfig
 from training.evaluate import evaluate_scenes
+from training.judge import JudgeReport, train_judge, write_judge_report
 from training.mining import MiningResult, mine_hard_negatives
-from training.report import DEFAULT_THRESHOLDS
+from training.report import DEFAULT_THRESHOLDS, MIN_VALIDATION_PLOTS, summarise
 
 __all__ = [
     "LOG_FIELDS",
@@ -64,6 +66,7 @@ __all__ = [
     "fit",
     "pretrain",
     "split_scenes",
+    "synthetic_options",
     "synthetic_scenes",
     "train_poppy",
     "with_negatives",
@@ -175,7 +178,8 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
     log = loop.CsvLog(out / "log.csv", LOG_FIELDS)
     start, best = _resume_state(resume, out, optimizer, scheduler, total_steps, log, n_score=2)
     say(f"{len(train_scenes)} training and {len(val_scenes)} validation orthomosaics ({rule}); device {device}")
-    validate = functools.partial(_validate_on_scenes, scenes=val_scenes, device=device, s=s, out=out)
+    starting = load_checkpoint(s.init)[1] if s.init is not None else None
+    validate = functools.partial(_validate_on_scenes, scenes=val_scenes, device=device, s=s, out=out, starting=starting)
     before_epoch = None
     if s.hard_negatives > 0:
         before_epoch = HardNegativeMiner(chips, s, out, device)
@@ -226,6 +230,45 @@ class HardNegativeMiner:
         self.chips.set_hard_negatives(mined)
         _write_json(self.path, {"epoch": epoch, **mined.to_dict()})
         _say(self.s)(f"epoch {epoch}/{self.s.epochs}: {mined.line()}")
+
+
+def train_judge_run(s: Settings, out: Path) -> JudgeReport:
+    """``train.py --judge STAGE1``: train the second stage for a first-stage checkpoint and write ``two_stage.pt``.
+
+    The scenes are split as for a poppy run (``--val-data``, or whole orthomosaics of ``--data`` held out, or
+    ``--synthetic-val``); the first stage runs over all of them at its own threshold, the judge learns on the
+    training scenes' proposals and labels and is calibrated, with its operating points, on the validation ones
+    (:func:`training.judge.train_judge`).
+
+    Raises:
+        InputError: For a checkpoint or data that cannot be used, or fewer than
+            :data:`training.report.MIN_VALIDATION_PLOTS` labelled validation plots (too few to place operating
+            points).
+    """
+    device = _start(s, out)
+    train_scenes, val_scenes, rule = split_scenes(s, out, resume=False)
+    stage1, spec1 = load_checkpoint(s.judge, map_location=device)
+    (out / "settings.json").write_text(json.dumps(s.to_dict(), indent=2))
+    val_sources = [ChipSource.from_scene(x) for x in val_scenes]
+    labels = sum(len(x.positive_geoms) for x in val_sources)
+    if labels < MIN_VALIDATION_PLOTS:
+        raise InputError(
+            f"--judge: the validation scenes hold {labels} labelled plot(s), fewer than {MIN_VALIDATION_PLOTS}: too "
+            "few to calibrate the judge and place its operating points; add validation scenes (--val-data or "
+            "--synthetic-val)"
+        )
+    say = _say(s)
+    say(f"{len(train_scenes)} training and {len(val_scenes)} validation orthomosaics ({rule}); device {device}")
+    t0 = time.perf_counter()
+    judge, jspec, report = train_judge(
+        [ChipSource.from_scene(x) for x in train_scenes], val_sources, stage1, spec1,
+        epochs=s.epochs, chips_per_epoch=s.chips_per_epoch, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
+        device=device, min_area_m2=s.min_area_m2, say=say,
+    )  # fmt: skip
+    save_checkpoint(out / "two_stage.pt", stage1, spec1, judge=(judge, jspec))
+    write_judge_report(out, report, stage1=str(s.judge), seconds=time.perf_counter() - t0)
+    say(report.table())
+    return report
 
 
 def pretrain(s: Settings, out: Path, resume: bool = False) -> Best:
@@ -358,29 +401,51 @@ def _validate_on_scenes(
     device: torch.device,
     s: Settings,
     out: Path,
+    starting: ModelSpec | None = None,
 ) -> Validation:
     """A poppy run's validation: the inference path over whole held-out orthomosaics, scored as plots at every
-    threshold; the threshold chosen goes into the spec (``val/`` keeps the probabilities)."""
+    threshold; the threshold chosen goes into the spec (``val/`` keeps the probabilities).
+
+    A fine-tune (``starting``: the ``--init`` model's spec) validated on fewer than
+    :data:`training.report.MIN_VALIDATION_PLOTS` labelled plots keeps the starting model's threshold and its
+    threshold sweep (where ``infer.py --sensitivity`` finds its operating points), and says so: a threshold chosen
+    on a handful of plots is noise. This validation's own sweep is kept beside it as ``own_thresholds``.
+    """
     report = evaluate_scenes(
         model, spec, scenes, thresholds=DEFAULT_THRESHOLDS, device=device, min_area_m2=s.min_area_m2,
         tile=s.val_tile, batch_size=s.batch_size, work_dir=out / "val", progress=not s.quiet,
     )  # fmt: skip
+    labels = int(report.chosen.get("labels") or 0)
+    # Only a poppy detector's threshold carries over (a land-cover pretraining checkpoint has none worth keeping).
+    kept_from_start = (
+        starting is not None and labels < MIN_VALIDATION_PLOTS and tuple(starting.classes) == ("background", "poppy")
+    )
+    if kept_from_start:
+        reason = (
+            f"validation has {labels} labelled plot(s), fewer than {MIN_VALIDATION_PLOTS}: kept the starting model's "
+            f"threshold {starting.threshold:.2f} and operating points"
+        )
+        report = summarise(report.results, target_recall=report.target_recall, keep=(starting.threshold, reason))
     c = report.chosen
     row = {
         "val_threshold": report.threshold, "val_plot_precision": c["plot_precision"],
         "val_plot_recall": c["plot_recall"], "val_plot_f1": c["plot_f1"], "val_pixel_iou": c["pixel_iou"],
         "val_fp_m2_per_ha": c["fp_m2_per_ha"],
     }  # fmt: skip
+    metrics = report.to_dict()
+    if kept_from_start:
+        metrics["own_thresholds"] = metrics["thresholds"]
+        metrics["thresholds"] = (starting.metrics or {}).get("thresholds", [])
     return Validation(
         score=report.score,
-        metrics=report.to_dict(),
+        metrics=metrics,
         row=row,
         text=(
             f" | val @ {report.threshold:.2f}: plots P {c['plot_precision']:.2f} R {c['plot_recall']:.2f}"
             f" F1 {c['plot_f1']:.2f}, pixel IoU {c['pixel_iou']:.2f}, FP {c['fp_m2_per_ha']:.1f} m2/ha"
         ),
         table=report.table(sweep=True),
-        spec=dataclasses.replace(spec, threshold=report.threshold),
+        spec=dataclasses.replace(spec, threshold=starting.threshold if kept_from_start else report.threshold),
     )
 
 
@@ -427,17 +492,60 @@ def _train_epoch(
     return row, f"epoch {epoch}/{s.epochs}: loss {stats.loss:.4f}, {stats.chips_per_s:.1f} chips/s"
 
 
-def synthetic_scenes(out: Path, kind: str, count: int, seed: int, size: int) -> list[LabelledScene]:
-    """Generate ``count`` synthetic scenes once into ``OUT/synthetic/KIND-...`` (reused when already complete)."""
-    folder = out / "synthetic" / f"{kind}-n{count}-seed{seed}-px{size}"
+def synthetic_options(s: Settings, kind: str = "train") -> Any:
+    """The generator's ``SceneOptions`` for ``kind`` (train|val) scenes from the ``--synthetic-*`` settings, or
+    None for today's scenes (then the generator is not even imported here).
+
+    Validation scenes draw from the other appearance half than training scenes when a half is given, so that
+    validation scores looks the model never trained on.
+
+    Raises:
+        InputError: A bad level, half or plot-area range (the message names the ``--synthetic-*`` flag).
+    """
+    default = s.synthetic_appearance in (None, "all") and not s.synthetic_plot_area
+    if default and not s.synthetic_randomise:
+        return None  # today's scenes
+    try:
+        from datasets.synthetic import parse_plot_area, scene_options  # optional, as in synthetic_scenes
+    except ImportError as exc:
+        raise InputError(f"--synthetic: the scene generator is not available ({exc}); train on --data") from exc
+    appearance = s.synthetic_appearance or "all"
+    if kind == "val" and appearance != "all":
+        appearance = "holdout" if appearance == "train" else "train"
+    options: dict[str, Any] = {"randomise": s.synthetic_randomise or 0, "appearance": appearance}
+    try:
+        if s.synthetic_plot_area:
+            options["plot_area"] = parse_plot_area(s.synthetic_plot_area)
+        return scene_options(options)
+    except InputError as exc:
+        raise InputError(str(exc).replace("--", "--synthetic-")) from None
+
+
+def synthetic_scenes(
+    out: Path, kind: str, count: int, seed: int, size: int, options: Any = None
+) -> list[LabelledScene]:
+    """Generate ``count`` synthetic scenes once into ``OUT/synthetic/KIND-...`` (reused when already complete).
+
+    ``options`` (the generator's ``SceneOptions``; None or the default: today's renderer) are part of the folder
+    name when they differ from the default, so runs with other options never reuse these scenes.
+    """
+    name = f"{kind}-n{count}-seed{seed}-px{size}"
+    if options is not None and not options.is_default:
+        lo, hi = options.plot_area
+        name += f"-r{options.randomise}-{options.appearance}-area{lo:g}-{hi:g}"
+    folder = out / "synthetic" / name
     done = folder / "complete.json"
     if not done.is_file():
         try:
             from datasets.synthetic import generate  # optional: the scene generator has its own dependencies
         except ImportError as exc:
             raise InputError(f"--synthetic: the scene generator is not available ({exc}); train on --data") from exc
-        generate(folder, count, seed, size=size)
-        done.write_text(json.dumps({"count": count, "seed": seed, "size": size}))
+        extra = {"options": options} if options is not None else {}  # today's call when there are none
+        generate(folder, count, seed, size=size, **extra)
+        record = {"count": count, "seed": seed, "size": size}
+        if options is not None and not options.is_default:
+            record["options"] = options.to_dict()
+        done.write_text(json.dumps(record))
     return scenes_from_folder(folder)
 
 
@@ -456,10 +564,14 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledSce
         )
 
     real = scenes_from_folder(s.data) if s.data else []
-    synth = synthetic_scenes(out, "train", s.synthetic, s.seed, s.synthetic_size) if s.synthetic else []
+    synth = (
+        synthetic_scenes(out, "train", s.synthetic, s.seed, s.synthetic_size, synthetic_options(s))
+        if s.synthetic
+        else []
+    )
     val = scenes_from_folder(s.val_data) if s.val_data else []
     synth_val = (
-        synthetic_scenes(out, "val", s.synthetic_val, s.seed + 1_000_003, s.synthetic_size)
+        synthetic_scenes(out, "val", s.synthetic_val, s.seed + 1_000_003, s.synthetic_size, synthetic_options(s, "val"))
         if s.synthetic_val
         else []
     )

@@ -71,9 +71,14 @@ class SyntheticLandcover(PublicDataset):
         legends = {
             tuple(sorted(lg.items())) for img, _ in self._pairs if (lg := _legend(img.with_suffix(".json"))) is not None
         }
-        if len(legends) > 1:
-            raise InputError(f"{self.name}:{root}: scenes from different generator versions (legends differ)")
-        legend = dict(legends.pop()) if legends else dict(LANDCOVER)
+        # Randomised scenes add classes after the level-0 ones (datasets.scene.items): legends that agree on
+        # every value they share are merged; a value named differently means another generator version.
+        legend: dict[int, str] = {}
+        for lg in legends:
+            for value, name in lg:
+                if legend.setdefault(value, name) != name:
+                    raise InputError(f"{self.name}:{root}: scenes from different generator versions (legends differ)")
+        legend = legend or dict(LANDCOVER)
         values = sorted(v for v in legend if v != 0)
         self.classes = tuple(legend[v] for v in values)
         self.poppy_class = self.classes.index("poppy") if "poppy" in self.classes else None

@@ -93,8 +93,85 @@ def _seam_field(ctx: WindowContext, season: Season, seed: int) -> np.ndarray:
     return noise.lattice_grid(ctx.v, ctx.u, cell, values, smooth=False)
 
 
-def develop(ctx: WindowContext, season: Season, seed: int) -> np.ndarray:
-    """Render the window's physical layers to an 8-bit RGB photograph ``[h, w, 3]`` (whole window)."""
+def _response_lut(curve: tuple[float, float, float, float], contrast: float) -> np.ndarray:
+    """Like :func:`_tone_lut`, for a randomised scene's response curve ``(knee, toe, gamma, s_curve)``."""
+    knee, toe, gamma, s_curve = curve
+    x = (np.arange(8192, dtype=np.float64) / 8191.0) ** 2 * 2.0
+    y = np.where(x < knee, x, knee + (1 - knee) * np.tanh((x - knee) / (1 - knee) / 1.2) * 1.2)
+    y = np.clip(y + toe * (1 - np.clip(y / 0.25, 0, 1)) ** 2, 0, None) ** (1 / gamma)
+    c = contrast * s_curve
+    y = 0.5 + (y - 0.5) * c - 0.15 * (c - 1) * np.sin(2 * math.pi * (y - 0.5))
+    return (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _photo_fields(ctx: WindowContext, season: Season, seed: int, look) -> tuple[np.ndarray, np.ndarray]:
+    """Log gain from vignetting inside each source photo, and closeness to a seamline (1 on it, 0 far away).
+
+    The source photos are the same Voronoi patches as :func:`_seam_field`'s (same hashes): each patch is
+    darkened towards its edges by ``look.vignette``; ghosting is strongest along the seamlines between patches.
+    """
+    sp = season.seam_spacing_m
+    cell = 0.5
+
+    def values(li: np.ndarray, lj: np.ndarray) -> np.ndarray:
+        v, u = li * cell, lj * cell
+        pi = np.floor(v / sp).astype(np.int64)
+        pj = np.floor(u / (sp * 0.8)).astype(np.int64)
+        shape = np.broadcast(v, u).shape
+        best, second = np.full(shape, np.inf), np.full(shape, np.inf)
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                cv = (pi + di + 0.2 + 0.6 * noise.unit(noise.hash_u32(seed, pi + di, pj + dj))) * sp
+                cu = (pj + dj + 0.2 + 0.6 * noise.unit(noise.hash_u32(seed + 1, pi + di, pj + dj))) * sp * 0.8
+                d = (v - cv) ** 2 + (u - cu) ** 2
+                second = np.where(d < best, best, np.minimum(second, d))
+                best = np.minimum(best, d)
+        r1, r2 = np.sqrt(best), np.sqrt(second)
+        vig = -_F(look.vignette) * (r1 / (0.5 * sp)).astype(_F) ** 2
+        seam = np.exp(-((r2 - r1) / 1.5)).astype(_F)  # (r2 - r1) / 2 is the distance to the seamline
+        return np.stack([vig, seam], axis=-1)
+
+    # lattice_grid takes one value per node: both fields share one lattice, so the nodes are computed once.
+    nodes: list[np.ndarray] = []
+
+    def channel(k: int):
+        def f(li: np.ndarray, lj: np.ndarray) -> np.ndarray:
+            if not nodes:
+                nodes.append(values(li, lj))
+            return nodes[0][..., k]
+
+        return f
+
+    vig = noise.lattice_grid(ctx.v, ctx.u, cell, channel(0), smooth=False)
+    seam = noise.lattice_grid(ctx.v, ctx.u, cell, channel(1), smooth=False)
+    return vig, seam
+
+
+def _shift(img: np.ndarray, dr: int, dc: int) -> np.ndarray:
+    """``img`` moved by (dr, dc) pixels, edges repeated (a neighbourhood operation: needs dr, dc < MARGIN)."""
+    h, w = img.shape[:2]
+    r = max(abs(dr), abs(dc))
+    p = np.pad(img, ((r, r), (r, r), (0, 0)), mode="edge")
+    return p[r - dr : r - dr + h, r - dc : r - dc + w]
+
+
+def motion_blur(img: np.ndarray, length: int, angle: float) -> np.ndarray:
+    """Average of ``length`` copies of ``img`` shifted along ``angle`` (radians from the column axis)."""
+    if length <= 1:
+        return img
+    out = np.zeros_like(img)
+    for k in range(length):
+        t = k - (length - 1) / 2
+        out += _shift(img, round(t * math.sin(angle)), round(t * math.cos(angle)))
+    return out * _F(1.0 / length)
+
+
+def develop(ctx: WindowContext, season: Season, seed: int, look=None) -> np.ndarray:
+    """Render the window's physical layers to an 8-bit RGB photograph ``[h, w, 3]`` (whole window).
+
+    ``look`` (a :class:`datasets.scene.randomise.Look`, randomised scenes only) adds vignetting, ghosting near
+    seamlines, motion blur, sharpening halos and a response curve; None develops as the level-0 renderer.
+    """
     e = math.radians(season.sun_elevation_deg)
     direct = (1.0 - season.cloud) * (0.55 + 0.45 * math.sin(e))
     sun_rgb = np.array([1.04, 1.0, 0.93], _F) * _F(direct)
@@ -107,6 +184,13 @@ def develop(ctx: WindowContext, season: Season, seed: int) -> np.ndarray:
     rad *= gain
     if season.seam_gain > 0:
         rad *= np.exp(_seam_field(ctx, season, seed + 5))[..., None]
+    if look is not None:
+        vig, seam = _photo_fields(ctx, season, seed + 5, look)
+        rad *= np.exp(vig)[..., None]
+        if look.ghost > 0:
+            # Ghosting: the neighbouring photo, slightly misregistered, blended in along the seamlines.
+            a = (seam * _F(look.ghost))[..., None]
+            rad = rad * (_F(1) - a) + _shift(rad, *look.ghost_shift) * a
     # Saturation about the pixel's luminance (a camera's colour rendering varies).
     lum = rad[..., 0] * _F(0.2126) + rad[..., 1] * _F(0.7152) + rad[..., 2] * _F(0.0722)
     rad = lum[..., None] + (rad - lum[..., None]) * _F(season.saturation)
@@ -114,8 +198,13 @@ def develop(ctx: WindowContext, season: Season, seed: int) -> np.ndarray:
         air = np.array([0.62, 0.68, 0.78], _F)
         rad = rad * _F(1 - season.haze) + air * _F(season.haze)
     rad = blur(np.maximum(rad, 0), season.blur_px)
+    if look is not None and look.motion_px > 1:
+        rad = motion_blur(rad, look.motion_px, look.motion_angle)
     if season.sharpen > 0:
         rad = rad + (rad - blur(rad, 1.4)) * _F(season.sharpen)
+    if look is not None and look.halo > 0:
+        # Aggressive in-camera sharpening at a wider radius: bright and dark halos along every edge.
+        rad = rad + (rad - blur(rad, look.halo_px)) * _F(look.halo)
     # Sensor noise: shot noise grows with the signal; a little chroma noise on top.
     rows = (np.arange(ctx.box.height) + ctx.box.row_off)[:, None]
     cols = (np.arange(ctx.box.width) + ctx.box.col_off)[None, :]
@@ -126,7 +215,12 @@ def develop(ctx: WindowContext, season: Season, seed: int) -> np.ndarray:
         chroma = ((hc >> np.uint32(10 * c)) & np.uint32(1023)).astype(_F) * _F(1 / 511.5) - _F(1)
         rad[..., c] += sig[..., c] * (n_l + _F(0.6) * chroma)
     idx = (np.sqrt(np.clip(rad, 0, 2) * _F(0.5)) * _F(8191)).astype(np.int32)
-    rgb = _tone_lut(season.contrast)[idx]
+    if look is None:
+        rgb = _tone_lut(season.contrast)[idx]
+    else:
+        from datasets.scene.randomise import RESPONSES  # the camera stays importable without the randomiser
+
+        rgb = _response_lut(RESPONSES[look.response], season.contrast)[idx]
     ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(season.jpeg_quality)])
     if not ok:  # pragma: no cover - OpenCV always encodes uint8 BGR
         raise RuntimeError("JPEG encoding failed")

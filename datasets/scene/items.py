@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["LANDCOVER", "LAYERS", "Item"]
+__all__ = ["LANDCOVER", "LAYERS", "RANDOMISED_CLASSES", "Item"]
 
 # Land-cover classes kept per pixel while drawing (written with --landcover, legend in the sidecar).
 LANDCOVER = {
@@ -26,8 +26,13 @@ LANDCOVER = {
     13: "confuser_flowers",
     14: "rapeseed",
     15: "vehicle",
+    # Appended for randomised scenes (datasets.scene.randomise); older classes keep their numbers.
+    16: "solar_panel",
+    17: "flowering_weeds",
 }
 LC = {name: k for k, name in LANDCOVER.items()}
+# Classes only randomised scenes draw: a level-0 scene's sidecar legend leaves them out (byte-identical files).
+RANDOMISED_CLASSES = (16, 17)
 
 # Drawing order: later layers paint over earlier ones.
 LAYERS = {

@@ -646,6 +646,7 @@ def build_layout(
     height_m: float,
     poppy: bool,
     stage: str,
+    plot_area: tuple[float, float] = PLOT_AREA_M2,
 ) -> Layout:
     """Lay out a scene.
 
@@ -656,6 +657,8 @@ def build_layout(
         height_m: Scene height in metres (rows x GSD).
         poppy: Whether to place poppy plots.
         stage: ``vegetative|flowering|capsule`` for all plots, or ``mixed`` (per plot).
+        plot_area: (min, max) plot area in m2. Above the default 200 m2 the plots may also fill whole parcels
+            (setting ``whole_field``) and cover up to 60 % of the scene, so chips can lie wholly inside poppy.
     """
     b = _Builder(rng, season, width_m, height_m)
     b.add("margin", b.extent, 0)
@@ -674,7 +677,7 @@ def build_layout(
     for _ in range(rng.poisson(area / 4000.0)):
         b.tarp(farmland, "object", 0.2)
     footprint = _footprint(rng, width_m, height_m)
-    plots = _place_plots(b, footprint, poppy, stage) if poppy else []
+    plots = _place_plots(b, footprint, poppy, stage, plot_area) if poppy else []
     _clear_over_plots(b, plots)
     _add_shadows(b)
     summary = {
@@ -691,9 +694,11 @@ def build_layout(
 # --- poppy plots ---------------------------------------------------------------------------------------------
 
 
-def _target_area(rng: np.random.Generator, scene_area: float) -> float:
-    lo, hi = PLOT_AREA_M2
-    hi = max(lo * 1.5, min(hi, scene_area * 0.08))
+def _target_area(rng: np.random.Generator, scene_area: float, plot_area: tuple[float, float] = PLOT_AREA_M2) -> float:
+    lo, hi = plot_area
+    # Plots of hidden-plot size stay under 8 % of the scene; whole-field runs may fill most of it.
+    share = 0.08 if hi <= PLOT_AREA_M2[1] else 0.6
+    hi = max(lo * 1.5, min(hi, scene_area * share))
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
@@ -707,24 +712,31 @@ def _oriented_patch(rng, p: Point, area: float, ang: float) -> Polygon:
     return r
 
 
-def _place_plots(b: _Builder, footprint: Polygon, poppy: bool, stage: str) -> list[Plot]:
+def _place_plots(
+    b: _Builder, footprint: Polygon, poppy: bool, stage: str, plot_area: tuple[float, float] = PLOT_AREA_M2
+) -> list[Plot]:
     rng = b.rng
     safe = footprint.buffer(-0.5)
     area = b.W * b.H
+    fields = plot_area[1] > PLOT_AREA_M2[1]
     n = 1 + int(rng.poisson(min(area / 2500.0, 30)))
     plots: list[Plot] = []
     taken: list[BaseGeometry] = []
-    for _ in range(n * 4):
+    # Large plots are refused more often (clipped by their parcel below the minimum area): try longer.
+    for _ in range(n * (12 if fields else 4)):
         if len(plots) >= n:
             break
-        setting = str(rng.choice(SETTINGS, p=[0.25, 0.2, 0.15, 0.2, 0.2]))
+        if fields:
+            setting = str(rng.choice((*SETTINGS, "whole_field"), p=[0.2, 0.15, 0.1, 0.15, 0.1, 0.3]))
+        else:
+            setting = str(rng.choice(SETTINGS, p=[0.25, 0.2, 0.15, 0.2, 0.2]))
         st = stage if stage in STAGES else str(rng.choice(STAGES, p=[0.35, 0.45, 0.2]))
-        made = _make_plot(b, setting, _target_area(rng, area), safe)
+        made = _make_plot(b, setting, _target_area(rng, area, plot_area), safe)
         if made is None:
             continue
         geom, host, ground, extra = made
         geom = _largest(geom.intersection(safe))
-        if geom is None or geom.area < PLOT_AREA_M2[0] or any(geom.intersects(t) for t in taken):
+        if geom is None or geom.area < plot_area[0] or any(geom.intersects(t) for t in taken):
             continue
         geom = shapely.set_precision(geom, 1e-4)
         if not isinstance(geom, Polygon) or geom.is_empty:
@@ -781,6 +793,15 @@ def _make_plot(b: _Builder, setting: str, area: float, safe: BaseGeometry):
                 "paths": [float(period), float(width)],
             },
         )
+    if setting == "whole_field":
+        # A whole parcel sown with poppy (its bund left out): the largest that fits under ``area``.
+        hosts = [p for p in b.parcels if p[1] not in ("greenhouse", "orchard") and p[0].intersects(safe)]
+        if not hosts:
+            return None
+        # The parcels nearest in size to the target area (parcels come as they were laid out, not to order).
+        hosts = sorted(hosts, key=lambda h: abs(math.log(h[0].area / area)))[:3]
+        g, crop, ang = hosts[rng.integers(len(hosts))]
+        return g.buffer(-0.3), crop, True, {"angle": float(ang + rng.choice([0, math.pi / 2]))}
     if setting == "edge":
         g = b._edge_strip(area, rng.uniform(0.6, 2.5))
         return (g, "field_edge", True, {}) if g is not None else None

@@ -7,6 +7,7 @@ see the same neighbours as in any other window; windows must start on multiples 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class Scene:
     gsd: float
     season: Season
     layout: Layout
+    look: Any = None  # datasets.scene.randomise.Look of a randomised scene (extra camera effects), else None
 
 
 def _background(ctx: WindowContext, items: list) -> np.ndarray:
@@ -62,7 +64,7 @@ def render_window(scene: Scene, inner: Box) -> tuple[np.ndarray, np.ndarray]:
     ctx.background = _background(ctx, items)
     for item in items:
         MATERIALS[item.material].draw(ctx, item)
-    rgb = camera.develop(ctx, scene.season, noise.mix_seed(scene.seed, 99))
+    rgb = camera.develop(ctx, scene.season, noise.mix_seed(scene.seed, 99), scene.look)
     m = camera.MARGIN
     rgb = rgb[m : m + inner.height, m : m + inner.width]
     lc = ctx.landcover[m : m + inner.height, m : m + inner.width].copy()

@@ -18,7 +18,8 @@ the module in ``materials/__init__.py``, and let the layout place items with its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -27,7 +28,7 @@ from datasets.scene.context import PixelSet, WindowContext
 from datasets.scene.items import Item
 from datasets.scene.season import Season
 
-__all__ = ["MATERIALS", "Material", "Surface", "register"]
+__all__ = ["MATERIALS", "Material", "Surface", "register", "texture_gain"]
 
 MATERIALS: dict[str, Material] = {}
 
@@ -82,7 +83,10 @@ class Material:
         px = self.pixels(ctx, item)
         if len(px) == 0:
             return
-        self.paint(px, self.surface(px, item))
+        surface = self.surface(px, item)
+        if "texture" in item.params and surface.albedo is not None:
+            surface = replace(surface, albedo=surface.albedo * texture_gain(px, item.params["texture"], item.seed))
+        self.paint(px, surface)
         self.overlay(ctx, item)
 
     def paint(self, px: PixelSet, surface: Surface) -> None:
@@ -94,6 +98,31 @@ class Material:
             if value is not None:
                 px.set(layer, value)
         px.set("landcover", self.landcover if surface.landcover is None else surface.landcover)
+
+
+def texture_gain(px: PixelSet, tex: dict, seed: int) -> np.ndarray:
+    """Per-pixel RGB gain ``[n, 3]`` of a randomised scene's procedural texture (``datasets.scene.randomise``).
+
+    ``kind``: ``stains`` (fractal blotches), ``stripes`` (bands along ``angle``, like rows, courses or wear),
+    ``speckle`` (pixel-scale grain at ``scale``) or ``patches`` (hard-edged cells); ``amp`` is the log-brightness
+    swing and ``tint`` a colour shift per channel carried by the same pattern. Hashed from global coordinates, so
+    windows join without seams; gains stay within exp(+-0.6), so albedo stays physical.
+    """
+    f = np.float32
+    kind, scale, s = tex["kind"], float(tex["scale"]), seed + 7919
+    if kind == "stains":
+        t = px.fbm(scale, s, octaves=3)
+    elif kind == "stripes":
+        c, n = math.cos(tex["angle"]), math.sin(tex["angle"])
+        across = (-px.u * n + px.v * c) / scale
+        t = (np.sin(2 * np.pi * across).astype(f) + f(0.3) * px.noise(scale * 3, s)).astype(f)
+    elif kind == "speckle":
+        t = px.noise(max(scale * 0.1, px.ctx.gsd), s) * f(0.5) + px.grain(s + 1) * f(0.5)
+    else:
+        t = np.sign(px.noise(scale, s)).astype(f)
+    t = np.clip(t, -1.5, 1.5) * f(tex["amp"])
+    tint = np.asarray(tex["tint"], f)
+    return np.exp(np.clip(t[:, None] * (f(1) + tint[None, :] * f(3)), -0.6, 0.6)).astype(f)
 
 
 def register(cls: type[Material]) -> type[Material]:

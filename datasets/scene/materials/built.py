@@ -168,6 +168,14 @@ _ROOFS = {
     "flat_concrete": (160, 157, 150),
     "brown_tile": (120, 88, 70),
 }
+# How each roof kind is drawn; randomised scenes (datasets.scene.randomise) add kinds and set ``style`` directly.
+_ROOF_STYLE = {
+    "red_tile": "tile",
+    "grey_tile": "tile",
+    "blue_steel": "steel",
+    "flat_concrete": "flat",
+    "brown_tile": "tile",
+}
 
 
 @register
@@ -196,8 +204,10 @@ class Roof(Material):
         ang = p["angle"]
         weather = px.fbm(1.5, s, octaves=3)
         logb = _F(0.05) * px.grain(s + 1) + _F(0.12 * p["weather"]) * weather
-        flat = p["kind"] == "flat_concrete"
-        if flat:
+        style = p.get("style") or _ROOF_STYLE[p["kind"]]
+        if style == "solar":
+            return _solar_roof(px, item, a, x)
+        if style == "flat":
             rim = (np.abs(x) > hw - 0.25) | (np.abs(a) > hl - 0.25)
             stain = np.clip(px.fbm(0.6, s + 2, 3) * _F(2.0) - _F(0.6), 0, 1)
             logb = logb - _F(0.14) * stain + _F(0.1) * rim
@@ -212,7 +222,7 @@ class Roof(Material):
             nv = side * _F(math.cos(ang) * t)
             lit = px.ctx.sun.shading(nu, nv, np.ones_like(nu))
             tile = p["tile"]
-            if p["kind"] == "blue_steel":
+            if style == "steel":
                 corr = np.cos(a * _F(2 * math.pi / 0.2))
                 lit = lit * (_F(1) + _F(0.12) * corr)
                 # Rust and dirt run down the slope in streaks.
@@ -252,6 +262,35 @@ class Roof(Material):
             alb = np.where(tank[:, None], lin((205, 208, 210)), alb)
             lit = np.where(tank, _F(1.15), lit)
         return Surface(alb, lit, sky=_F(1), elev=_F(item.height))
+
+
+def _solar_roof(px: PixelSet, item: Item, a: np.ndarray, x: np.ndarray) -> Surface:
+    """A roof covered in photovoltaic modules: dark cells in a grid of silver frames, mirroring the sky.
+
+    Crystalline modules (about 1.0 x 1.7 m, 6 x 10 cells of 16 cm) show the cell grid and bright frames; thin-film
+    ones (``cells`` False) are one even surface inside the frames.
+    """
+    p, s = item.params, item.seed
+    hl, hw = p["half"]
+    base = lin(p["colour"])
+    mod_a, mod_x = 1.02, 1.70
+    fa, fx = np.mod(a + _F(hl), _F(mod_a)), np.mod(x + _F(hw), _F(mod_x))
+    frame = (fa < 0.02) | (fa > mod_a - 0.02) | (fx < 0.02) | (fx > mod_x - 0.02)
+    cell = (np.mod(fa, _F(0.166)) < 0.008) | (np.mod(fx, _F(0.166)) < 0.008)
+    if not p.get("cells", True):
+        cell[:] = False
+    # A module's glass mirrors the sky: brightness varies slowly from module to module.
+    ia = np.floor((a + hl) / mod_a).astype(np.int64)
+    ix = np.floor((x + hw) / mod_x).astype(np.int64)
+    mod_id = noise.unit(noise.hash_u32(s, ia, ix))
+    logb = _F(0.1) * (mod_id - _F(0.5)) + _F(0.03) * px.grain(s + 1) + _F(0.25) * cell
+    alb = base * np.exp(logb)[:, None]
+    alb = np.where(frame[:, None], lin((150, 152, 156)), alb)
+    # Modules cover the roof up to a 0.3 m edge; the roof shows around them.
+    edge = (np.abs(x) > hw - 0.3) | (np.abs(a) > hl - 0.3)
+    alb = np.where(edge[:, None], lin((120, 118, 116)), alb)
+    lc = np.where(edge, LC["building"], LC["solar_panel"]).astype(np.uint8)
+    return Surface(alb, _F(1.05), sky=_F(1), elev=_F(item.height), landcover=lc)
 
 
 @register

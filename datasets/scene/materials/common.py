@@ -20,6 +20,7 @@ from datasets.scene.season import Season
 
 __all__ = [
     "FILMS",
+    "RANDOMISED_FILMS",
     "along_coord",
     "blend",
     "draw_plant_item",
@@ -41,6 +42,8 @@ _F = np.float32
 
 # Mulch film colours in sun (sRGB).
 FILMS = {"white": (214, 214, 208), "clear": (120, 112, 100), "black": (38, 38, 40), "silver": (178, 180, 182)}
+# Films only randomised scenes draw (datasets.scene.randomise); kept apart because layouts draw from FILMS.
+RANDOMISED_FILMS = {"green_film": (58, 96, 64), "brown_film": (96, 78, 60)}
 # Small weeds scattered over bare soil and poppy plots.
 _WEED_LOOK = PlantLook(
     radius=0.04,
@@ -195,7 +198,7 @@ def film(px: PixelSet, kind: str, seed: int, angle: float) -> tuple[np.ndarray, 
         return np.zeros((0, 3), _F), np.zeros(0, _F)
     w = wrinkles(px, angle, seed, 0.12)
     dust = np.clip(px.fbm(0.6, seed + 2, octaves=3) * _F(1.5) - _F(0.2), 0, 1)
-    col = lin(FILMS[kind]) * np.exp(_F(0.06) * px.grain(seed + 3))[:, None]
+    col = lin(FILMS[kind] if kind in FILMS else RANDOMISED_FILMS[kind]) * np.exp(_F(0.06) * px.grain(seed + 3))[:, None]
     col = blend(col, lin((150, 130, 105)), dust * _F(0.35))
     if kind == "clear":
         # Condensation under clear film: milky patches over dark moist soil.

@@ -7,7 +7,7 @@ Sizes follow the crops in April-June in north and east China; the season's ``pha
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -307,6 +307,8 @@ class Bed(Material):
         rng = np.random.default_rng(item.params["seed_look"])
         crop = BED_CROPS[item.params["crop"]]
         look = crop.draw_look(rng)
+        if "colour" in item.params:  # a randomised scene's variety (datasets.scene.randomise)
+            look = replace(look, colour=tuple(item.params["colour"]))
         rows = int(np.clip(round(item.params["width"] / (look.radius * 2.4)), *crop.rows))
         return look, rows, float(rng.uniform(*crop.spacing))
 

@@ -273,6 +273,35 @@ _CONFUSERS = {
         heads=(HeadLook("flower", 1.0, 0.022, 0.4, spot_prob=0.1, lean=0.8),),
         head_slots=5,
     ),
+    # Randomised scenes only (datasets.scene.randomise): garden poppies (P. orientale, P. nudicaule: hairy GREEN
+    # leaves, large cupped flowers) and low flowering weeds (dandelion, shepherd's purse, henbit) on green.
+    "ornamental_poppy": PlantLook(
+        radius=0.16,
+        height=0.6,
+        radius_cv=0.3,
+        lobes=11,
+        lobe_depth=0.5,
+        lobe_sharp=1.6,
+        bump=0.8,
+        heads=(HeadLook("flower", 1.0, 0.05, 0.15, spot_prob=0.5, spot_colour=(30, 20, 20), spot_frac=0.2, lean=0.4),),
+        head_slots=2,
+    ),
+    "flowering_weeds": PlantLook(
+        radius=0.06,
+        height=0.15,
+        radius_cv=0.5,
+        lobes=7,
+        lobe_depth=0.5,
+        bump=0.6,
+        heads=(HeadLook("flower", 1.0, 0.018, 0.5, spot_prob=0.0, lean=0.6),),
+        head_slots=6,
+    ),
+}
+# Flowering weeds' colours by kind (sRGB).
+_WEED_FLOWERS = {
+    "flowering_weeds_yellow": (232, 206, 52),
+    "flowering_weeds_white": (236, 234, 226),
+    "flowering_weeds_purple": (150, 96, 170),
 }
 # What every confuser's foliage shares: green, matt, hairy leaves (unlike the waxy, glaucous poppy).
 _CONFUSER_FOLIAGE = {"vein": 0.05, "colour_var": 0.12, "tilt": 0.5, "canopy_shade": 0.1}
@@ -280,10 +309,13 @@ _CONFUSER_FOLIAGE = {"vein": 0.05, "colour_var": 0.12, "tilt": 0.5, "canopy_shad
 
 def confuser_look(p: dict) -> PlantLook:
     """The :class:`PlantLook` of a confuser flower plot from its sampled parameters."""
-    base = _CONFUSERS[p["kind"]]
+    kind = p["kind"]
+    base = _CONFUSERS["flowering_weeds" if kind in _WEED_FLOWERS else kind]
     flower = replace(base.heads[0], prob=p["bloom"])
-    if p["kind"] == "ornamental":
+    if kind in ("ornamental", "ornamental_poppy"):
         flower = replace(flower, palette=tuple((tuple(c), 1.0) for c in p["palette"]))
+    elif kind in _WEED_FLOWERS:
+        flower = replace(flower, palette=((_WEED_FLOWERS[kind], 1.0),))
     return replace(base, colour=tuple(p["green"]), heads=(flower, *base.heads[1:]), **_CONFUSER_FOLIAGE)
 
 
@@ -315,7 +347,8 @@ class Flowers(_Plot):
             alb, irr = grass(px, {k[6:]: v for k, v in p.items() if k.startswith("grass_")}, s + 5)
         else:
             alb, irr = soil(px, p["soil"], s, 0.35, clod=0.6)
-        return Surface(alb, irr, sky=_F(0.9))
+        lc = LC["flowering_weeds"] if p["kind"] in _WEED_FLOWERS else None
+        return Surface(alb, irr, sky=_F(0.9), landcover=lc)
 
     def plants(self, ctx: WindowContext, item: Item) -> None:
         p = item.params
