@@ -479,6 +479,8 @@ def _publish(staged: dict[str, Path], final: dict[str, Path], *, overwrite: bool
     check_outputs(final.values(), overwrite)  # again: another process may have written them meanwhile
     for key in sorted(staged, key=lambda k: k == "summary"):
         if staged[key].exists():
+            if final[key].is_dir():  # a folder output (STEM.chips): os.replace cannot replace a non-empty folder
+                shutil.rmtree(final[key])
             os.replace(staged[key], final[key])
 
 

@@ -110,7 +110,7 @@ class PredictResult:
     """What :func:`predict_raster` produced.
 
     Attributes:
-        prob_path: The probability GeoTIFF (``uint8``, 255 = 1.0) at the model's GSD.
+        prob_path: The probability GeoTIFF (``uint8``, see :mod:`detect.rasterout`) at the model's GSD.
         grid: Its grid (size, CRS, transform, GSD).
         tile: Tile size used, in model pixels.
         overlap: Overlap used, in model pixels.
