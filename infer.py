@@ -84,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--formats",
         default="all",
-        help="comma-separated outputs among geojson,gpkg,kml,csv,prob,preview (default all; summary always)",
+        help="comma-separated outputs among geojson,gpkg,kml,csv,prob,preview,chips,report,qml "
+        "(default all; summary always)",
     )
     parser.add_argument(
         "--bands",

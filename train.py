@@ -83,6 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arch-args", help='network options as JSON, e.g. \'{"base_channels": 8, "depth": 3}\'')
     p.add_argument("--init", help="fine-tune from a checkpoint: a .pt path, or 'default' for the shipped model")
     p.add_argument(
+        "--aux-landcover",
+        action="store_true",
+        default=None,
+        help="train an auxiliary land-cover head (fastunet) on the generated scenes' per-pixel classes, so every "
+        "pixel of a chip teaches (roof, road, each crop, look-alike flowers...); inference ignores the head",
+    )
+    p.add_argument(
         "--judge",
         help="train the second stage (plot judge) for this first-stage checkpoint ('default' or a .pt) on its "
         "proposals over --data/--synthetic scenes; --epochs/--chips-per-epoch/--batch-size/--lr then set the judge's "

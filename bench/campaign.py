@@ -67,14 +67,11 @@ def restore(src: Path, run: Path) -> None:
     settings = json.loads((src / "settings.json").read_text())
     split = json.loads((src / "split.json").read_text())
     wanted = [Path(p) for p in split["train"] + split["val"]]
-    from training.trainer import synthetic_scenes  # heavy imports only now
+    from training.config import TrainConfig  # heavy imports only now
+    from training.trainer import synthetic_sets
 
     run.mkdir(parents=True, exist_ok=True)
-    if settings.get("synthetic"):
-        synthetic_scenes(run.resolve(), "train", settings["synthetic"], settings["seed"], settings["synthetic_size"])
-    if settings.get("synthetic_val"):
-        seed = settings["seed"] + 1_000_003  # as train.py draws its synthetic validation scenes
-        synthetic_scenes(run.resolve(), "val", settings["synthetic_val"], seed, settings["synthetic_size"])
+    synthetic_sets(TrainConfig.from_dict(settings), run.resolve())  # as train.py renders them, options included
     still = [str(p) for p in wanted if not p.is_file()]
     if still:
         raise SystemExit(f"error: {len(still)} scenes of the split are still missing, e.g. {still[0]}")

@@ -7,10 +7,18 @@ For an input ``STEM`` the output folder gets (``--formats`` picks among them; th
 - ``STEM.gpkg``: GeoPackage layer ``plots`` in the raster's own CRS, written with pyogrio (GDAL/OGR).
 - ``STEM.kml``: KML 2.2 for Google Earth and phone apps: a Folder with, per plot, an outlined Polygon
   placemark and a Point placemark whose description gives score, area and coordinates.
-- ``STEM.csv``: one row per plot: ``plot_id, lat, lon, area_m2, score`` (for spreadsheets and GPS units).
-- ``STEM.preview.jpg``: the orthomosaic downsampled to at most ~2000 px a side, plots outlined and numbered.
+- ``STEM.csv``: one row per plot: ``plot_id, lat, lon, area_m2, score, score_kind`` (for spreadsheets and GPS
+  units); ``score_kind`` says what ``score`` is (:data:`SCORE_KINDS`).
+- ``STEM.preview.jpg``: the orthomosaic downsampled to at most ~2000 px a side, plots outlined and labelled by
+  ``plot_id``.
 - ``STEM.summary.json``: what ran on what (paths, hashes, model, parameters, versions, timings, counts).
 - ``STEM.prob.tif``: the probability raster (written by :mod:`detect.rasterout`).
+- ``STEM.report.html``: the field report, one self-contained page (:mod:`detect.report`).
+- ``STEM.chips/PLOT_ID.jpg``: an image chip per plot, the plot outlined (:func:`detect.pictures.write_chips`);
+  when written, the GeoJSON's ``chip`` property and the CSV's ``chip`` column give each plot's chip as a path
+  relative to the output folder.
+- ``STEM.qml`` and ``STEM.prob.qml``: QGIS styles for the plots layers and the probability raster
+  (:mod:`detect.styles`); QGIS applies them by name when it opens ``STEM.geojson``, ``STEM.gpkg``, ``STEM.prob.tif``.
 
 Every output is one entry of :data:`FORMATS` (name, suffix, writer over an :class:`ExportContext`); the summary
 (:data:`SUMMARY`, :func:`write_summary`) is always written, last, so its presence marks a finished input. The
@@ -30,7 +38,7 @@ import json
 import platform
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,26 +47,31 @@ import cv2
 import numpy as np
 import rasterio
 import shapely
-from affine import Affine
 from rasterio.crs import CRS
-from rasterio.windows import Window
 from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
 from core.errors import InputError
 from core.files import write_aside
-from detect.raster import RasterInfo, read_window
+from detect.pictures import PREVIEW_MAX_SIDE, encode_jpeg, render_preview, write_chips
+from detect.raster import RasterInfo
+from detect.report import write_report
+from detect.styles import plots_qml, prob_qml, write_qml
 from detect.vectorize import DetectedPlot
 
 __all__ = [
     "ALL_FORMATS",
+    "CHIPS_SUFFIX",
     "FORMATS",
+    "SCORE_KINDS",
     "SUMMARY",
     "ExportContext",
     "OutputFormat",
     "check_outputs",
+    "chip_refs",
     "output_paths",
     "parse_formats",
+    "score_kind",
     "software_versions",
     "write_csv",
     "write_geojson",
@@ -71,7 +84,6 @@ __all__ = [
 
 KML_NS = "http://www.opengis.net/kml/2.2"
 COORD_DIGITS = 7  # 1e-7 degree is about 1 cm: finer than any orthomosaic pixel, and RFC 7946 advises rounding
-PREVIEW_MAX_SIDE = 2000
 _GPKG_FIELDS = (
     "plot_id",
     "score",
@@ -101,10 +113,15 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def output_paths(out_dir: str | Path, stem: str, formats: Iterable[str]) -> dict[str, Path]:
-    """Output file per format for input ``stem``; ``summary`` is always included."""
+    """Output file per format for input ``stem``, and a ``NAME:SUFFIX`` entry per extra file a format may write
+    (:attr:`OutputFormat.extra`); ``summary`` is always included, last."""
     out = Path(out_dir)
     table = {**FORMATS, SUMMARY.name: SUMMARY}
-    return {f: out / f"{stem}{table[f].suffix}" for f in [*formats, SUMMARY.name]}
+    paths: dict[str, Path] = {}
+    for f in [*formats, SUMMARY.name]:
+        paths[f] = out / f"{stem}{table[f].suffix}"
+        paths.update({f"{f}:{x}": out / f"{stem}{x}" for x in table[f].extra})
+    return paths
 
 
 def check_outputs(paths: Iterable[Path], overwrite: bool) -> None:
@@ -139,13 +156,20 @@ def _rfc7946_polygon(poly: Polygon) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [_ring(p.exterior.coords), *(_ring(r.coords) for r in p.interiors)]}
 
 
-def write_geojson(path: Path, plots: Sequence[DetectedPlot], *, overwrite: bool = False) -> Path:
-    """RFC 7946 FeatureCollection of the plots in WGS84 (no ``crs`` member: WGS84 is implied)."""
+def write_geojson(
+    path: Path, plots: Sequence[DetectedPlot], *, chips: Mapping[str, str] | None = None, overwrite: bool = False
+) -> Path:
+    """RFC 7946 FeatureCollection of the plots in WGS84 (no ``crs`` member: WGS84 is implied).
+
+    ``chips`` maps ``plot_id`` to the plot's chip (a path relative to the output folder), written as the ``chip``
+    property; without it the property is null.
+    """
+    chips = chips or {}
     features = [
         {
             "type": "Feature",
             "id": p.plot_id,
-            "properties": p.properties(),
+            "properties": {**p.properties(), "chip": chips.get(p.plot_id)},
             "geometry": _rfc7946_polygon(p.geometry_wgs84),
         }
         for p in plots
@@ -257,21 +281,43 @@ def write_kml(path: Path, plots: Sequence[DetectedPlot], *, title: str, overwrit
     return path
 
 
-CSV_COLUMNS = ("plot_id", "lat", "lon", "area_m2", "score")
+CSV_COLUMNS = ("plot_id", "lat", "lon", "area_m2", "score", "score_kind", "chip")
+# What a plot's score is, by whether a second stage scored it; a spreadsheet has no summary beside it to say so.
+SCORE_KINDS = {
+    True: "calibrated_probability",  # the judge's: of plots scored 0.8 on validation, about 8 in 10 were poppy
+    False: "mean_pixel_probability",  # one-stage: the mean of the pixel probabilities, not calibrated
+}
 
 
-def write_csv(path: Path, plots: Sequence[DetectedPlot], *, overwrite: bool = False) -> Path:
-    """One row per plot: ``plot_id, lat, lon, area_m2, score``.
+def score_kind(plot: DetectedPlot) -> str:
+    """What ``plot.score`` is: ``calibrated_probability`` (two-stage model) or ``mean_pixel_probability``."""
+    return SCORE_KINDS[plot.judge_score is not None]
+
+
+def write_csv(
+    path: Path, plots: Sequence[DetectedPlot], *, chips: Mapping[str, str] | None = None, overwrite: bool = False
+) -> Path:
+    """One row per plot: ``plot_id, lat, lon, area_m2, score, score_kind, chip``.
 
     ``score`` is :attr:`DetectedPlot.score`: the second stage's calibrated probability that the plot is poppy, or,
-    for a one-stage model, the mean pixel probability inside the plot (the summary's ``score`` entry says which).
+    for a one-stage model, the mean pixel probability inside the plot; ``score_kind`` says which, on every row.
+    ``chip`` is the plot's chip from ``chips`` (a path relative to the output folder), empty without one.
     """
+    chips = chips or {}
     with _aside(path, overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for p in plots:
             w.writerow(
-                [p.plot_id, f"{p.centroid_lat:.7f}", f"{p.centroid_lon:.7f}", f"{p.area_m2:.2f}", f"{p.score:.3f}"]
+                [
+                    p.plot_id,
+                    f"{p.centroid_lat:.7f}",
+                    f"{p.centroid_lon:.7f}",
+                    f"{p.area_m2:.2f}",
+                    f"{p.score:.3f}",
+                    score_kind(p),
+                    chips.get(p.plot_id, ""),
+                ]
             )
     return path
 
@@ -285,36 +331,11 @@ def write_preview(
     max_side: int = PREVIEW_MAX_SIDE,
     overwrite: bool = False,
 ) -> Path:
-    """A JPEG of the orthomosaic (decimated read, at most ``max_side`` px a side), plots outlined and numbered."""
-    factor = max(1.0, max(info.height, info.width) / max_side)
-    h, w = max(1, round(info.height / factor)), max(1, round(info.width / factor))
-    rgb, valid = read_window(ds, info, Window(0, 0, info.width, info.height), out_shape=(h, w))
-    img = np.ascontiguousarray(rgb.transpose(1, 2, 0)[:, :, ::-1])  # RGB planes -> BGR pixels for OpenCV
-    img[~valid] = 235  # light grey outside the footprint
-    to_px = ~(info.transform * Affine.scale(info.width / w, info.height / h))
-    thick = max(1, round(max(h, w) / 800))
-    font = 0.4 + max(h, w) / 4000
-    for p in plots:
-        for ring in [p.geometry.exterior, *p.geometry.interiors]:
-            xy = np.asarray(ring.coords)[:, :2]
-            cols, rows = to_px * (xy[:, 0], xy[:, 1])
-            pts = np.round(np.column_stack([cols, rows])).astype(np.int32)
-            cv2.polylines(img, [pts], isClosed=True, color=(0, 255, 255), thickness=thick, lineType=cv2.LINE_AA)
-        c = p.geometry.centroid
-        cx, cy = to_px * (c.x, c.y)
-        minx, _, _, maxy = p.geometry.bounds
-        tx, ty = to_px * (minx, maxy)
-        label = p.plot_id.lstrip("P").lstrip("0") or "0"
-        cv2.circle(img, (round(cx), round(cy)), 2 * thick, (0, 0, 255), -1, cv2.LINE_AA)
-        org = (max(0, round(tx)), max(12, round(ty) - 3))
-        # dark halo under the white number keeps it readable on any background
-        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick + 2, cv2.LINE_AA)
-        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), thick, cv2.LINE_AA)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 88])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the preview JPEG")
+    """A JPEG of the orthomosaic (:func:`render_preview`): at most ``max_side`` px a side, plots outlined, with
+    ``plot_id``."""
+    data = encode_jpeg(render_preview(ds, info, plots, max_side=max_side))
     with _aside(path, overwrite) as tmp:
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)
     return path
 
 
@@ -375,11 +396,51 @@ class OutputFormat:
         suffix: Appended to the input's stem.
         write: Writes the file at the given path from the context; None for an output written elsewhere (the
             probability raster is streamed during prediction by :mod:`detect.rasterout`).
+        extra: Suffixes of further files the writer may write beside its own (the raster's QGIS style beside
+            the plots' one); :func:`output_paths` lists them as ``NAME:SUFFIX``, so they are checked and
+            published like any output.
     """
 
     name: str
     suffix: str
     write: Callable[[Path, ExportContext], Path] | None
+    extra: tuple[str, ...] = ()
+
+
+CHIPS_SUFFIX = ".chips"
+
+
+def chip_refs(ctx: ExportContext, path: Path, suffix: str) -> dict[str, str] | None:
+    """Each plot's chip as a path relative to the output folder (``STEM.chips/P001.jpg``), when chips are among
+    the run's formats (``record["parameters"]["formats"]``); else None. ``path`` is the calling writer's output
+    and ``suffix`` its suffix, which give the input's stem."""
+    if "chips" not in ctx.record.get("parameters", {}).get("formats", ()):
+        return None
+    folder = path.name.removesuffix(suffix) + CHIPS_SUFFIX
+    return {p.plot_id: f"{folder}/{p.plot_id}.jpg" for p in ctx.plots}
+
+
+def _write_report(path: Path, c: ExportContext) -> Path:
+    check_outputs([path], c.overwrite)
+    return write_report(path, c.ds, c.info, c.plots, c.record, source_name=c.source.name)
+
+
+def _write_chips(path: Path, c: ExportContext) -> Path:
+    check_outputs([path], c.overwrite)
+    return write_chips(path, c.ds, c.info, c.plots)
+
+
+_PROB_STYLE = ".prob.qml"
+
+
+def _write_qml(path: Path, c: ExportContext) -> Path:
+    """``STEM.qml`` for the plots, and ``STEM.prob.qml`` beside it when the probability raster is written."""
+    prob_style = path.with_name(path.name.removesuffix(".qml") + _PROB_STYLE)
+    with_prob = "prob" in c.record.get("parameters", {}).get("formats", ())
+    check_outputs([path, prob_style] if with_prob else [path], c.overwrite)
+    if with_prob:
+        write_qml(prob_style, prob_qml())
+    return write_qml(path, plots_qml())
 
 
 # In --formats order (and the order they are written in). The probability raster has no writer here: it exists
@@ -387,18 +448,27 @@ class OutputFormat:
 FORMATS: dict[str, OutputFormat] = {
     f.name: f
     for f in (
-        OutputFormat("geojson", ".geojson", lambda p, c: write_geojson(p, c.plots, overwrite=c.overwrite)),
+        OutputFormat(
+            "geojson",
+            ".geojson",
+            lambda p, c: write_geojson(p, c.plots, chips=chip_refs(c, p, ".geojson"), overwrite=c.overwrite),
+        ),
         OutputFormat("gpkg", ".gpkg", lambda p, c: write_gpkg(p, c.plots, c.info.crs, overwrite=c.overwrite)),
         OutputFormat(
             "kml",
             ".kml",
             lambda p, c: write_kml(p, c.plots, title=f"Poppy plots: {c.source.name}", overwrite=c.overwrite),
         ),
-        OutputFormat("csv", ".csv", lambda p, c: write_csv(p, c.plots, overwrite=c.overwrite)),
+        OutputFormat(
+            "csv", ".csv", lambda p, c: write_csv(p, c.plots, chips=chip_refs(c, p, ".csv"), overwrite=c.overwrite)
+        ),
         OutputFormat("prob", ".prob.tif", None),
         OutputFormat(
             "preview", ".preview.jpg", lambda p, c: write_preview(p, c.ds, c.info, c.plots, overwrite=c.overwrite)
         ),
+        OutputFormat("chips", CHIPS_SUFFIX, _write_chips),
+        OutputFormat("report", ".report.html", _write_report),
+        OutputFormat("qml", ".qml", _write_qml, extra=(_PROB_STYLE,)),
     )
 }
 ALL_FORMATS: tuple[str, ...] = tuple(FORMATS)

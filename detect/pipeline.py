@@ -405,7 +405,7 @@ def prepare(
         if spec is not None:
             grid = model_grid(info, spec.gsd_m)
             prob_bytes.append(prob_raster_bytes(grid.height, grid.width))
-            work_bytes.append(2 * grid.height * grid.width)
+            work_bytes.append(grid.height * grid.width)
             message = check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
             if message is not None and warn is not None:
                 warn(message)
@@ -415,7 +415,7 @@ def prepare(
         plans[path] = paths
     if prob_bytes:
         # Kept probability rasters add up; a temporary one (no 'prob' in --formats) is deleted after each input,
-        # and so is the work file each is made from (two bytes a pixel: see detect.rasterout).
+        # and so is the work file each is made from (a byte a pixel: see detect.rasterout).
         need = sum(prob_bytes) if "prob" in options.formats else max(prob_bytes)
         need += max(work_bytes)
         check_free_space(options.out_dir, need, what="the probability rasters")
@@ -534,6 +534,8 @@ def _publish(staged: dict[str, Path], final: dict[str, Path], *, overwrite: bool
     check_outputs(final.values(), overwrite)  # again: another process may have written them meanwhile
     for key in sorted(staged, key=lambda k: k == "summary"):
         if staged[key].exists():
+            if final[key].is_dir():  # a folder output (STEM.chips): os.replace cannot replace a non-empty folder
+                shutil.rmtree(final[key])
             os.replace(staged[key], final[key])
 
 

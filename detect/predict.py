@@ -114,7 +114,7 @@ class PredictResult:
     """What :func:`predict_raster` produced.
 
     Attributes:
-        prob_path: The probability GeoTIFF (``uint8``, 255 = 1.0) at the model's GSD.
+        prob_path: The probability GeoTIFF (``uint8``, see :mod:`detect.rasterout`) at the model's GSD.
         grid: Its grid (size, CRS, transform, GSD).
         tile: Tile size used, in model pixels.
         overlap: Overlap used, in model pixels.
@@ -652,7 +652,7 @@ def predict_raster(
                 "software": {"torch": torch.__version__, "numpy": np.__version__, "gdal": rasterio.__gdal_version__},
             }
             record = progress_path(prob_path)
-            rows_done, why = read_progress(record, key, work_path(prob_path), 2 * grid.height * grid.width)
+            rows_done, why = read_progress(record, key, work_path(prob_path), grid.height * grid.width)
             start = resume_start([r for r, _ in tiles], rows_done, tile, batch_size, grid.height)
             name = Path(info.path).name
             if why is not None and say is not None:

@@ -1,12 +1,16 @@
 """Streaming the poppy-probability raster to disk, window by window.
 
-The probability raster is a single-band ``uint8`` GeoTIFF at the model's GSD: value ``v`` means probability
-``v / 255`` (255 = 1.0). It is tiled 256 x 256 and deflate-compressed, so readers (the vectoriser, QGIS) fetch
-only the blocks they need. It has no nodata value, because 0 is a valid probability; instead the valid
-footprint is stored as GDAL's internal mask, so GIS software shows the area outside the orthomosaic as
-transparent. Strips are written as soon as they are final to a plain work file (in place, durable on
-:meth:`ProbRasterWriter.sync`, so a killed run can resume from it), and the GeoTIFF is made from it at the end
-as ``NAME.tmp``, renamed to ``NAME`` when complete: a crash never leaves a truncated raster under the final name.
+The probability raster is a single-band ``uint8`` GeoTIFF at the model's GSD. Value ``v`` in 1-255 means
+probability ``(v - 1) / 254`` (1 = 0.0, 255 = 1.0); 0 is the nodata value, outside the orthomosaic's valid
+footprint. The band carries that decoding as GDAL scale and offset (``scale = 1/254``, ``offset = -1/254``:
+GDAL's ``value = raw * scale + offset``), so QGIS and ``gdalinfo`` show probabilities 0-1 and the area
+outside the footprint as transparent. Nodata at 0 rather than 255 keeps thresholding safe without a special
+case: every threshold above 0 encodes to 2 or more, so nodata never reaches it.
+
+It is tiled 256 x 256 and deflate-compressed, so readers (the vectoriser, QGIS) fetch only the blocks they need.
+Strips are written as soon as they are final to a plain work file (in place, durable on
+:meth:`ProbRasterWriter.sync`, so a killed run can resume from it), and the GeoTIFF is made from it at the end as
+``NAME.tmp``, renamed to ``NAME`` when complete: a crash never leaves a truncated raster under the final name.
 """
 
 from __future__ import annotations
@@ -24,27 +28,47 @@ from rasterio.windows import Window
 
 from core.errors import InputError
 
-__all__ = ["ProbRasterWriter", "prob_to_uint8", "threshold_to_uint8", "work_path"]
+__all__ = [
+    "PROB_LEVELS",
+    "PROB_NODATA",
+    "PROB_OFFSET",
+    "PROB_SCALE",
+    "ProbRasterWriter",
+    "decode_level",
+    "prob_to_uint8",
+    "threshold_to_uint8",
+    "work_path",
+]
 
 BLOCK = 256  # GeoTIFF block size: small enough for cheap windowed reads, large enough to compress well
+PROB_NODATA = 0  # outside the footprint; every valid pixel is 1 or more
+PROB_LEVELS = 254  # steps between probability 0 (stored 1) and 1 (stored 255)
+PROB_SCALE = 1.0 / PROB_LEVELS
+PROB_OFFSET = -1.0 / PROB_LEVELS
 
 
 def prob_to_uint8(prob: np.ndarray) -> np.ndarray:
-    """Encode probabilities in [0, 1] as ``uint8`` 0-255 (rounded; values outside are clipped)."""
+    """Encode probabilities in [0, 1] as ``uint8`` 1-255 (rounded; values outside are clipped); 0 stays nodata."""
     # One float32 temporary, then in place: strips are the raster's full width, so temporaries add up.
-    x = np.multiply(prob, np.float32(255.0), dtype=np.float32)
+    x = np.multiply(prob, np.float32(PROB_LEVELS), dtype=np.float32)
     np.rint(x, out=x)
-    np.clip(x, 0, 255, out=x)
+    np.clip(x, 0, PROB_LEVELS, out=x)
+    x += 1
     return x.astype(np.uint8)
 
 
-def threshold_to_uint8(threshold: float) -> int:
-    """Smallest encoded value ``v`` with ``v / 255 >= threshold``, so thresholding can stay in ``uint8``.
+def decode_level(v: int | float) -> float:
+    """Probability of one encoded value (or of a mean of encoded values), as GDAL's scale and offset decode it."""
+    return (v - 1) / PROB_LEVELS
 
-    Computed by search rather than ``ceil(threshold * 255)``, whose rounding error (0.6 * 255 is
-    153.00000000000003) would move the cut by one level.
+
+def threshold_to_uint8(threshold: float) -> int:
+    """Smallest encoded value ``v`` with ``decode_level(v) >= threshold``, so thresholding can stay in ``uint8``.
+
+    Computed by search rather than by a ceiling of ``threshold * 254``, whose rounding error (0.6 * 255 is
+    153.00000000000003) can move the cut by one level. Never below 1, so nodata (0) is never above a cut.
     """
-    return next((v for v in range(256) if v / 255.0 >= threshold), 256)
+    return next((v for v in range(1, 256) if decode_level(v) >= threshold), 256)
 
 
 class ProbRasterWriter:
@@ -54,8 +78,8 @@ class ProbRasterWriter:
         >>> with ProbRasterWriter(path, height=h, width=w, crs=crs, transform=t) as out:  # doctest: +SKIP
         ...     out.write(prob_strip, row_off=0, valid=valid_strip)
 
-    Windows go first to a plain *work file* ``NAME.work`` (the encoded probabilities, ``height x width`` bytes,
-    then the footprint, one byte per pixel), written in place with ordinary file writes: what :meth:`sync` has
+    Windows go first to a plain *work file* ``NAME.work`` (the encoded probabilities, nodata outside the
+    footprint, ``height x width`` bytes, row by row), written in place with ordinary file writes: what :meth:`sync` has
     flushed is on disk, whatever GDAL's block cache would have done, so a killed run can continue from it
     (``resumable``). On a clean exit the GeoTIFF is made from the work file in one pass of 256-row strips and
     renamed to ``path``: its bytes depend only on the pixels, never on the order or the number of sessions that
@@ -102,7 +126,7 @@ class ProbRasterWriter:
         self.resumable = resumable
         self.crs, self.transform = crs, transform
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        size = 2 * self.height * self.width
+        size = self.height * self.width
         reuse = reuse_work and self.work_path.is_file() and self.work_path.stat().st_size == size
         # Unbuffered: a write() that returned is in the operating system's hands, which a SIGKILL cannot undo.
         self._work = open(self.work_path, "r+b" if reuse else "w+b", buffering=0)  # noqa: SIM115 (closed in close/abort)
@@ -113,30 +137,29 @@ class ProbRasterWriter:
         """Write a block of probabilities.
 
         Args:
-            prob: ``float`` array ``[h, w]`` in [0, 1] (or already-encoded ``uint8``).
+            prob: ``float`` array ``[h, w]`` in [0, 1] (or already-encoded ``uint8``, 1-255).
             row_off: First row of the block in the raster.
-            valid: Optional ``bool`` array ``[h, w]``: the footprint, written to the mask (all valid if None).
+            valid: Optional ``bool`` array ``[h, w]``: the footprint; pixels outside it are written as nodata.
             col_off: First column of the block.
         """
         h, w = prob.shape
-        data = prob if prob.dtype == np.uint8 else prob_to_uint8(prob)
-        mask = np.ones((h, w), dtype=np.uint8) if valid is None else valid.astype(np.uint8)
-        for plane, block in ((0, data), (1, mask)):
-            base = plane * self.height * self.width
-            if col_off == 0 and w == self.width:  # whole rows: one contiguous write
-                self._work.seek(base + row_off * self.width)
-                self._work.write(np.ascontiguousarray(block).tobytes())
-                continue
-            for i in range(h):
-                self._work.seek(base + (row_off + i) * self.width + col_off)
-                self._work.write(np.ascontiguousarray(block[i]).tobytes())
+        data = prob.copy() if prob.dtype == np.uint8 else prob_to_uint8(prob)
+        if valid is not None:
+            data[~valid] = PROB_NODATA
+        if col_off == 0 and w == self.width:  # whole rows: one contiguous write
+            self._work.seek(row_off * self.width)
+            self._work.write(data.tobytes())
+            return
+        for i in range(h):
+            self._work.seek((row_off + i) * self.width + col_off)
+            self._work.write(data[i].tobytes())
 
     def sync(self) -> None:
         """Make every window written so far durable (also across a power cut), before a resume record names it."""
         os.fsync(self._work.fileno())
 
-    def _read_rows(self, plane: int, row_off: int, height: int) -> np.ndarray:
-        self._work.seek(plane * self.height * self.width + row_off * self.width)
+    def _read_rows(self, row_off: int, height: int) -> np.ndarray:
+        self._work.seek(row_off * self.width)
         buf = self._work.read(height * self.width)
         return np.frombuffer(buf, dtype=np.uint8).reshape(height, self.width)
 
@@ -159,17 +182,18 @@ class ProbRasterWriter:
             "predictor": 2,  # horizontal differencing: probabilities are smooth, this halves the file
             "interleave": "band",
             "BIGTIFF": "IF_SAFER",
+            "nodata": PROB_NODATA,
         }
         try:
-            # GDAL >= 3.x keeps the mask inside the TIFF (GDAL_TIFF_INTERNAL_MASK defaults to YES), not in a
-            # .msk sidecar that could be lost when the file is copied.
             with rasterio.open(self.tmp_path, "w", **profile) as ds:
+                ds.scales = (PROB_SCALE,)
+                ds.offsets = (PROB_OFFSET,)
+                ds.set_band_description(1, "poppy probability")
                 # One block row at a time, top to bottom: GDAL then writes every block once, in the same order.
                 for row in range(0, self.height, BLOCK):
                     n = min(BLOCK, self.height - row)
                     window = Window(col_off=0, row_off=row, width=self.width, height=n)
-                    ds.write(self._read_rows(0, row, n), 1, window=window)
-                    ds.write_mask(self._read_rows(1, row, n) * np.uint8(255), window=window)
+                    ds.write(self._read_rows(row, n), 1, window=window)
                 if self.overviews and max(self.height, self.width) > 2 * BLOCK:
                     factors = []
                     f = 2

@@ -40,7 +40,7 @@ from shapely.geometry.polygon import orient
 from core.errors import InputError
 from core.geodesy import geodesic_area_m2
 from detect.raster import open_raster, read_band, window_ground_size
-from detect.rasterout import threshold_to_uint8
+from detect.rasterout import PROB_NODATA, decode_level, threshold_to_uint8
 from detect.tiling import row_strips
 
 __all__ = ["DetectedPlot", "Sweep", "VectorParams", "VectorizeResult", "vectorize", "vectorize_sweep"]
@@ -218,7 +218,7 @@ def vectorize(
     """Turn a probability raster into plots.
 
     Args:
-        prob_path: ``uint8`` probability GeoTIFF (255 = 1.0), as written by :mod:`detect.rasterout`.
+        prob_path: ``uint8`` probability GeoTIFF (1-255 for 0-1, 0 nodata), as written by :mod:`detect.rasterout`.
         params: Threshold and clean-up settings; defaults to :class:`VectorParams()`.
         source: Input file name recorded on every plot.
         model_name: Model name recorded on every plot.
@@ -393,7 +393,7 @@ def _scores(ds: rasterio.io.DatasetReader, poly_px: Polygon, chunk_rows: int) ->
             inside = geometry_mask(
                 [local], out_shape=values.shape, transform=Affine.identity(), invert=True, all_touched=all_touched
             )
-            sel = values[inside]
+            sel = values[inside & (values != PROB_NODATA)]  # a plot's edge may touch the footprint's border
             if sel.size:
                 total += int(sel.sum(dtype=np.int64))
                 count += sel.size
@@ -402,8 +402,8 @@ def _scores(ds: rasterio.io.DatasetReader, poly_px: Polygon, chunk_rows: int) ->
             break
     if not count:
         return 0.0, 0.0
-    # Decoded as rasterout encodes (v / 255), in float64: a sum over millions of pixels needs the precision.
-    return total / count / 255.0, top / 255.0
+    # Decoded as rasterout encodes, in float64: a sum over millions of pixels needs the precision.
+    return decode_level(total / count), decode_level(top)
 
 
 _SCAN_PIXELS = 1 << 22  # pixels per strip when scanning for the highest probability (about 4 M)
@@ -463,7 +463,7 @@ def vectorize_sweep(
             top = max(top, int(prob.read(1, window=win).max()))
     plots: dict[float, list[DetectedPlot]] = {}
     for t in thresholds:
-        if top / 255.0 < t:
+        if decode_level(top) < t:
             plots[t] = []  # nothing reaches the threshold: vectorize would find nothing
             continue
         res = vectorize(prob_path, dataclasses.replace(params, threshold=t), source=source, model_name=model_name)

@@ -208,7 +208,7 @@ def test_threshold_sweep_picks_recall_first_then_precision(tmp_path: Path) -> No
     scene = make_scene(tmp_path, "sweep", [ground(*b) for b in labels])
     prob = write_prob(
         tmp_path / "sweep.prob.tif",
-        prob_with((labels[0], 230), (labels[1], 153), (labels[2], 77), ((6, 6, 8, 8), 179)),
+        prob_with((labels[0], 230), (labels[1], 154), (labels[2], 78), ((6, 6, 8, 8), 179)),
     )
     report = summarise([evaluate_prob_raster(scene, prob, params=EXACT)])
     assert report.thresholds == DEFAULT_THRESHOLDS

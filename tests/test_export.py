@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_gpkg_native_crs(tmp_path: Path, plots: list[DetectedPlot]) -> None:
     assert len(geoms) == 2
     names = list(meta["fields"])
     assert list(fields[names.index("plot_id")]) == ["P001", "P002"]
-    assert fields[names.index("score_max")][0] == pytest.approx(230 / 255, abs=1e-3)
+    assert fields[names.index("score_max")][0] == pytest.approx(229 / 254, abs=1e-3)
     g = shapely.from_wkb(geoms[1])
     assert g.equals_exact(plots[1].geometry, 1e-6)  # native coordinates, unchanged
     assert g.bounds[0] == pytest.approx(500000.0 + 80 * GSD)
@@ -143,7 +144,11 @@ def test_csv_columns(tmp_path: Path, plots: list[DetectedPlot]) -> None:
     assert float(rows[1]["lat"]) == pytest.approx(plots[1].centroid_lat, abs=1e-7)
     assert float(rows[1]["lon"]) == pytest.approx(plots[1].centroid_lon, abs=1e-7)
     assert float(rows[1]["area_m2"]) == pytest.approx(2.25, rel=0.02)
-    assert float(rows[1]["score"]) == pytest.approx(180 / 255, abs=1e-3)
+    assert float(rows[1]["score"]) == pytest.approx(179 / 254, abs=1e-3)
+    assert {r["score_kind"] for r in rows} == {"mean_pixel_probability"}  # no second stage scored these
+    judged = dataclasses.replace(plots[0], judge_score=0.875)
+    row = next(csv.DictReader(write_csv(tmp_path / "j.csv", [judged]).open()))
+    assert (row["score"], row["score_kind"]) == ("0.875", "calibrated_probability")
 
 
 @pytest.mark.parametrize(("max_side", "shape_"), [(2000, (120, 120)), (60, (60, 60))])
@@ -237,17 +242,17 @@ def test_formats_table_order_and_a_new_entry(
     tmp_path: Path, plots: list[DetectedPlot], ortho: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The table is the --formats order; a new output is one entry, and it sees the run record built first."""
-    assert ALL_FORMATS == ("geojson", "gpkg", "kml", "csv", "prob", "preview")
+    assert ALL_FORMATS == ("geojson", "gpkg", "kml", "csv", "prob", "preview", "chips", "report", "qml")
 
-    def report(path: Path, ctx: ExportContext) -> Path:
+    def note(path: Path, ctx: ExportContext) -> Path:
         path.write_text(f"{ctx.record['run']}: {len(ctx.plots)} plots from {ctx.source.name}\n")
         return path
 
-    monkeypatch.setitem(FORMATS, "report", OutputFormat("report", ".report.txt", report))
-    paths = output_paths(tmp_path, "site", ("csv", "prob", "report"))
+    monkeypatch.setitem(FORMATS, "note", OutputFormat("note", ".note.txt", note))
+    paths = output_paths(tmp_path, "site", ("csv", "prob", "note"))
     with open_raster(ortho) as ds:
         ctx = ExportContext(source=ortho, ds=ds, info=inspect_raster(ds), plots=plots, record={"run": "r1"})
-        write_outputs(paths, ("csv", "prob", "report"), ctx)
+        write_outputs(paths, ("csv", "prob", "note"), ctx)
     # prob has no writer here (streamed while predicting); the summary is the caller's, last
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["site.csv", "site.report.txt"]
-    assert (tmp_path / "site.report.txt").read_text() == f"r1: {len(plots)} plots from {ortho.name}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site.csv", "site.note.txt"]
+    assert (tmp_path / "site.note.txt").read_text() == f"r1: {len(plots)} plots from {ortho.name}\n"

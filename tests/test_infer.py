@@ -74,9 +74,8 @@ def test_end_to_end_random_weights(tmp_path: Path, weights: dict[str, Path], cap
     out = tmp_path / "out"
     assert run([str(src), "--out", str(out), "--weights", str(weights["random"])]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(
-        f"site.{s}" for s in ("geojson", "gpkg", "kml", "csv", "prob.tif", "preview.jpg", "summary.json")
-    )
+    outputs = ("geojson", "gpkg", "kml", "csv", "prob.tif", "preview.jpg", "chips", "report.html", "qml")
+    assert names == sorted(f"site.{s}" for s in (*outputs, "prob.qml", "summary.json"))
     summary = json.loads((out / "site.summary.json").read_text())
     n = summary["plots"]["count"]
     assert len(json.loads((out / "site.geojson").read_text())["features"]) == n

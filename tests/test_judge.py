@@ -422,7 +422,8 @@ def test_run_one_with_a_judge_keeps_and_renumbers_the_plots_it_passes(tmp_path: 
     assert [f["properties"]["plot_id"] for f in feats] == ["P001", "P002"]
     assert all(f["properties"]["score"] > 0.99 for f in feats)
     rows = two.outputs["csv"].read_text().splitlines()
-    assert rows[0] == "plot_id,lat,lon,area_m2,score" and all(float(r.split(",")[-1]) > 0.99 for r in rows[1:])
+    assert rows[0] == "plot_id,lat,lon,area_m2,score,score_kind,chip"
+    assert all(float(r.split(",")[4]) > 0.99 and r.split(",")[5] == "calibrated_probability" for r in rows[1:])
 
     # Without the judge every proposal is a plot, and its score is the mean pixel probability.
     one = run_one(

@@ -105,10 +105,14 @@ def test_red_square_at_model_gsd(tmp_path: Path) -> None:
     assert (prob[30:60, 40:70] == 255).all()
     inside = np.zeros_like(prob, dtype=bool)
     inside[30:60, 40:70] = True
-    assert (prob[~inside] == 0).all()
+    assert (prob[~inside] == 1).all()  # probability 0 is stored as 1: 0 is nodata
     assert res.tiles_total == 16 and res.tiles_run == 16 and res.tiles_skipped == 0
     assert profile["tiled"] and profile["blockxsize"] == 256 and profile["compress"] == "deflate"
-    assert profile.get("nodata") is None  # 0 is a valid probability
+    assert profile["nodata"] == 0
+    with rasterio.open(res.prob_path) as ds:
+        # GIS software decodes raw * scale + offset: 1 -> 0.0, 255 -> 1.0
+        assert ds.scales[0] * 255 + ds.offsets[0] == pytest.approx(1.0)
+        assert ds.scales[0] * 1 + ds.offsets[0] == pytest.approx(0.0)
     assert not (tmp_path / "a.prob.tif.tmp").exists()
 
 
@@ -142,7 +146,7 @@ def test_resampled_to_model_gsd(tmp_path: Path, src_gsd: float, size: int, squar
     assert (prob[31:59, 41:69] > 240).all()
     outside = np.ones_like(prob, dtype=bool)
     outside[29:61, 39:71] = False
-    assert (prob[outside] < 15).all()
+    assert (prob[outside] < 16).all()
 
 
 def test_constant_prediction_has_no_seams(tmp_path: Path) -> None:
@@ -158,7 +162,7 @@ def test_constant_prediction_has_no_seams(tmp_path: Path) -> None:
         progress=False,
     )
     prob, _, mask = read_prob(res.prob_path)
-    assert (prob == 128).all()  # 0.5 * 255 rounded, the same in overlaps and single-tile areas
+    assert (prob == 128).all()  # 1 + 0.5 * 254, the same in overlaps and single-tile areas
     assert (mask == 255).all()
 
 
@@ -176,7 +180,7 @@ def test_tiles_outside_footprint_are_skipped_and_zero(tmp_path: Path) -> None:
     assert res.tiles_skipped == 4  # tile rows at 64 and 96 lie more than a footprint cell from valid pixels
     assert res.tiles_run == 8
     assert (prob[:40] == 255).all() and (prob[152:] == 255).all()
-    assert (prob[40:152] == 0).all()  # red but outside the footprint: probability 0
+    assert (prob[40:152] == 0).all()  # red but outside the footprint: nodata
     assert (mask[:40] == 255).all() and (mask[40:152] == 0).all()
 
 

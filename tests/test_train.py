@@ -458,3 +458,39 @@ def test_judge_run_refuses_too_few_validation_plots(data: Path, tmp_path: Path, 
     assert run("--judge", "stage1.pt", "--data", data, "--val-data", val, "--out", tmp_path / "j", "--quiet",
                "--workers", "0") == 2  # fmt: skip
     assert "hold 8 labelled plot(s), fewer than 20" in capsys.readouterr().err
+
+
+# --- --aux-landcover: every pixel teaches through an auxiliary land-cover head --------------------------------------
+
+
+def test_aux_landcover_trains_the_head_and_inference_ignores_it(data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from datasets.scene.items import LANDCOVER
+
+    folder = tmp_path / "lc"
+    shutil.copytree(data, folder)
+    for tif in folder.glob("*.tif"):  # land cover beside each scene: grass everywhere, poppy under the labels
+        with rasterio.open(tif) as ds:
+            profile = {**ds.profile, "count": 1}
+            red = ds.read(1) > 200
+        with rasterio.open(tif.with_name(tif.stem + ".landcover.tif"), "w", **profile) as lc:
+            lc.write(np.where(red, 12, 6).astype(np.uint8)[None])
+    out = tmp_path / "aux"
+    assert run("--data", folder, "--out", out, "--epochs", "1", "--aux-landcover", *FAST) == 0
+    model, spec = load_checkpoint(out / "best.pt")
+    assert spec.arch_args["aux_classes"] == len(LANDCOVER)
+    assert any("aux_head" in k for k in model.state_dict())
+    assert spec.train_args["aux_landcover"] is True
+    model.eval()
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)  # inference sees the poppy logit only
+
+    # Fine-tuning a checkpoint without the head adds it and keeps every other tensor.
+    plain = tmp_path / "plain"
+    assert run("--data", data, "--out", plain, "--epochs", "1", *FAST) == 0
+    tuned = tmp_path / "tuned"
+    args = [a for a in FAST if a not in ("--arch-args", TINY)]
+    assert run("--data", folder, "--init", plain / "best.pt", "--aux-landcover", "--out", tuned, "--epochs", "1",
+               "--lr", "1e-9", *args) == 0  # fmt: skip
+    _, tuned_spec = load_checkpoint(tuned / "best.pt")
+    assert tuned_spec.arch_args == {"base_channels": 4, "depth": 2, "aux_classes": len(LANDCOVER)}

@@ -201,18 +201,19 @@ def test_bad_parameters(tmp_path: Path, params: VectorParams, match: str) -> Non
 @pytest.mark.parametrize(
     ("threshold", "cut"),
     [
-        (0.5, 128),  # 127.5 -> the first level at or above
-        (0.6, 153),  # 0.6 * 255 = 153.00000000000003 in floating point: still 153
-        (1 / 255, 1),
+        # stored v means (v - 1) / 254; 0 is nodata and never reaches a cut
+        (0.5, 128),  # exactly level 127
+        (0.6, 154),  # 152.4 -> the first level at or above, 153
+        (0.3, 78),  # 0.3 * 254 = 76.20000000000002 in floating point: still level 77
         (0.999, 255),
-        (1e-9, 1),
+        (1e-9, 2),
     ],
 )
 def test_threshold_to_uint8(threshold: float, cut: int) -> None:
     from detect.rasterout import threshold_to_uint8
 
     assert threshold_to_uint8(threshold) == cut
-    assert cut / 255 >= threshold and (cut - 1) / 255 < threshold
+    assert (cut - 1) / 254 >= threshold and (cut - 2) / 254 < threshold
 
 
 def test_scores_the_same_whatever_the_chunking(tmp_path: Path) -> None:
@@ -234,6 +235,18 @@ def test_scores_the_same_whatever_the_chunking(tmp_path: Path) -> None:
         inside = geometry_mask([res.plots[0].geometry], a.shape, ds.transform, invert=True)
     assert 3100 < inside.sum() <= 3200  # the opening may round the square's corners
     mean, top = scores.pop()
-    assert mean == pytest.approx(a[inside].mean() / 255, rel=1e-12)
-    assert 200 / 255 < mean < 230 / 255
-    assert top == pytest.approx(250 / 255, rel=1e-12)
+    # decoded as stored: (v - 1) / 254, nodata (0) left out
+    assert mean == pytest.approx((a[inside & (a > 0)].mean() - 1) / 254, rel=1e-12)
+    assert 199 / 254 < mean < 229 / 254
+    assert top == pytest.approx(249 / 254, rel=1e-12)
+
+
+def test_nodata_inside_a_plot_is_not_scored(tmp_path: Path) -> None:
+    # a small nodata hole (a gap in the orthomosaic's footprint) is filled as a gap between plants: the plot's
+    # score is that of its valid pixels, not diluted by the hole's zeros
+    a = canvas()
+    a[10:90, 20:60] = 128  # probability 0.5
+    a[40:44, 30:34] = 0  # 0.2 m x 0.2 m = 0.04 m2 of nodata, under fill_holes_m2
+    res = vectorize(write_prob(tmp_path / "n.tif", a), VectorParams(threshold=0.4))
+    assert len(res.plots) == 1 and not res.plots[0].geometry.interiors
+    assert res.plots[0].score_mean == pytest.approx(0.5) and res.plots[0].score_max == pytest.approx(0.5)

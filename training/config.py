@@ -51,6 +51,7 @@ class TrainConfig:
     synthetic_randomise: int = 0  # 0: today's renderer; 1-2 re-draw every non-poppy look (datasets/scene/randomise.py)
     synthetic_appearance: str = "all"  # train|holdout: training scenes from that half, synthetic validation the other
     synthetic_plot_area: str | None = None  # None: plots of 1.5-200 m2; "MIN,MAX" (e.g. "1.5,2000") adds whole fields
+    aux_landcover: bool = False  # fastunet's auxiliary land-cover head on generated scenes: every pixel teaches
     judge: str | None = None  # a first-stage checkpoint: train its second stage (the plot judge) instead
     pretrain: str | None = None  # NAME:PATH of a public data set: land-cover pretraining instead of poppy training
     negatives: str | None = None  # NAME:PATH of a public data set whose valid pixels are mixed in as poppy-free chips
@@ -139,6 +140,10 @@ class TrainConfig:
                 s.pretrain is None or not any((s.data, s.val_data, s.synthetic, s.synthetic_val, s.negatives)),
                 "--pretrain trains land cover on the public data set alone; drop --data/--val-data/--synthetic/"
                 "--negatives, then fine-tune on poppy with --init OUT/best.pt",
+            ),
+            (
+                not s.aux_landcover or (s.pretrain is None and s.judge is None),
+                "--aux-landcover trains poppy with an auxiliary land-cover head; drop --pretrain/--judge",
             ),
             (
                 s.judge is None or (s.pretrain is None and s.init is None and s.hard_negatives == 0),

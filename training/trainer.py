@@ -35,6 +35,7 @@ from core.files import write_aside
 from datasets.chips import ChipDataset, ChipSource
 from datasets.labelled import LabelledScene, hold_out, scenes_from_folder
 from datasets.public import MixedChipDataset, PublicChipDataset, open_public, pretraining_split
+from datasets.scene.items import LANDCOVER
 from datasets.transforms import train_augment
 from detect.predict import resolve_device
 from models.checkpoint import (
@@ -46,7 +47,7 @@ from models.checkpoint import (
     normalise,
     save_checkpoint,
 )
-from models.losses import DiceFocalLoss, MultiClassDiceCELoss
+from models.losses import DiceFocalLoss, MultiClassDiceCELoss, PoppyWithLandCoverLoss
 from models.registry import build_model
 from training.classes import evaluate_chips
 from training.config import TrainConfig
@@ -167,6 +168,7 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
         seed=s.seed,
         transform=train_augment(),
         hard_fraction=s.hard_negatives,
+        landcover=s.aux_landcover,
     )
     chips = dataset  # the poppy chips, also when --negatives wraps them below: hard negatives are set on these
     say = _say(s)
@@ -186,7 +188,8 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
         if resume:
             before_epoch.restore()
     return fit(
-        model, spec, dataset, DiceFocalLoss(), optimizer, scheduler, device, s, out, validate, log,
+        model, spec, dataset, PoppyWithLandCoverLoss() if s.aux_landcover else DiceFocalLoss(), optimizer, scheduler,
+        device, s, out, validate, log,
         start=start, best=best, total_steps=total_steps, before_epoch=before_epoch,
     )  # fmt: skip
 
@@ -521,18 +524,34 @@ def synthetic_options(s: Settings, kind: str = "train") -> Any:
         raise InputError(str(exc).replace("--", "--synthetic-")) from None
 
 
+def synthetic_sets(s: Settings, out: Path) -> tuple[list[LabelledScene], list[LabelledScene]]:
+    """A run's generated training and validation scenes (``--synthetic``, ``--synthetic-val``), rendered once into
+    ``OUT/synthetic/`` with the run's ``--synthetic-*`` options (validation seeds offset from training's), and
+    with land cover per pixel for ``--aux-landcover``."""
+    lc = s.aux_landcover
+    train = synthetic_scenes(out, "train", s.synthetic, s.seed, s.synthetic_size, synthetic_options(s), landcover=lc)
+    val_options = synthetic_options(s, "val")
+    val = synthetic_scenes(out, "val", s.synthetic_val, s.seed + 1_000_003, s.synthetic_size, val_options, landcover=lc)
+    return (train if s.synthetic else []), (val if s.synthetic_val else [])
+
+
 def synthetic_scenes(
-    out: Path, kind: str, count: int, seed: int, size: int, options: Any = None
+    out: Path, kind: str, count: int, seed: int, size: int, options: Any = None, *, landcover: bool = False
 ) -> list[LabelledScene]:
     """Generate ``count`` synthetic scenes once into ``OUT/synthetic/KIND-...`` (reused when already complete).
 
     ``options`` (the generator's ``SceneOptions``; None or the default: today's renderer) are part of the folder
-    name when they differ from the default, so runs with other options never reuse these scenes.
+    name when they differ from the default, so runs with other options never reuse these scenes; so is
+    ``landcover`` (also write ``NAME.landcover.tif``). ``count`` 0 renders nothing.
     """
+    if count < 1:
+        return []
     name = f"{kind}-n{count}-seed{seed}-px{size}"
     if options is not None and not options.is_default:
         lo, hi = options.plot_area
         name += f"-r{options.randomise}-{options.appearance}-area{lo:g}-{hi:g}"
+    if landcover:
+        name += "-lc"
     folder = out / "synthetic" / name
     done = folder / "complete.json"
     if not done.is_file():
@@ -541,6 +560,8 @@ def synthetic_scenes(
         except ImportError as exc:
             raise InputError(f"--synthetic: the scene generator is not available ({exc}); train on --data") from exc
         extra = {"options": options} if options is not None else {}  # today's call when there are none
+        if landcover:
+            extra["landcover"] = True
         generate(folder, count, seed, size=size, **extra)
         record = {"count": count, "seed": seed, "size": size}
         if options is not None and not options.is_default:
@@ -564,17 +585,8 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledSce
         )
 
     real = scenes_from_folder(s.data) if s.data else []
-    synth = (
-        synthetic_scenes(out, "train", s.synthetic, s.seed, s.synthetic_size, synthetic_options(s))
-        if s.synthetic
-        else []
-    )
     val = scenes_from_folder(s.val_data) if s.val_data else []
-    synth_val = (
-        synthetic_scenes(out, "val", s.synthetic_val, s.seed + 1_000_003, s.synthetic_size, synthetic_options(s, "val"))
-        if s.synthetic_val
-        else []
-    )
+    synth, synth_val = synthetic_sets(s, out)
     if s.val_data:
         train, rule = real + synth, f"validation folder {s.val_data}"
     elif len(real) >= 2:
@@ -605,26 +617,35 @@ def build_model_and_spec(
     and shape is copied (encoder, decoder, batch-norm statistics); the head starts afresh.
     """
     outputs = 1 if len(classes) == 2 else len(classes)  # as ModelSpec.num_outputs: one logit for a binary model
+    aux = {"aux_classes": len(LANDCOVER)} if s.aux_landcover else {}
+    if aux and (s.arch or "fastunet") != "fastunet":
+        raise InputError(f"--aux-landcover: the auxiliary head is fastunet's; --arch {s.arch} has none")
     if resume:
         model, spec = load_checkpoint(out / "last.pt")
     elif s.init is not None:
         model, init = load_checkpoint(s.init)
+        if aux and init.arch != "fastunet":
+            raise InputError(f"--aux-landcover: the auxiliary head is fastunet's; --init {s.init} is {init.arch}")
         arch_args = json.loads(s.arch_args) if s.arch_args is not None else init.arch_args
-        if s.arch not in (None, init.arch) or arch_args != init.arch_args:
+        if s.arch not in (None, init.arch) or {**arch_args, **aux} != {**init.arch_args, **aux}:
             raise InputError(
                 f"--arch {s.arch or init.arch} {arch_args}: the --init checkpoint is {init.arch} "
                 f"{init.arch_args}; drop --arch/--arch-args to fine-tune it, or drop --init to train a new network"
             )
         spec = dataclasses.replace(init, gsd_m=s.gsd or init.gsd_m, metrics={}, sha256="")
-        if tuple(init.classes) != tuple(classes):
-            model = build_model(init.arch, in_channels=len(init.bands), num_classes=outputs, **init.arch_args)
+        wanted = {**init.arch_args, **aux}
+        if tuple(init.classes) != tuple(classes) or wanted != init.arch_args:
+            # Another head (classes), or the auxiliary land-cover head added: copy every tensor that fits.
+            model = build_model(init.arch, in_channels=len(init.bands), num_classes=outputs, **wanted)
             report = load_pretrained_into(model, s.init)
-            spec = dataclasses.replace(spec, classes=tuple(classes), threshold=0.5)
+            spec = dataclasses.replace(spec, arch_args=wanted)
+            if tuple(init.classes) != tuple(classes):
+                spec = dataclasses.replace(spec, classes=tuple(classes), threshold=0.5)
             if not s.quiet:
                 print(report.summary())
-        s = s.replace(arch=init.arch, arch_args=json.dumps(init.arch_args))  # recorded as what was trained
+        s = s.replace(arch=init.arch, arch_args=json.dumps(wanted))  # recorded as what was trained
     else:
-        arch_args = json.loads(s.arch_args)
+        arch_args = {**json.loads(s.arch_args), **aux}
         model = build_model(s.arch, in_channels=3, num_classes=outputs, **arch_args)
         spec = ModelSpec(arch=s.arch, arch_args=arch_args, gsd_m=s.gsd or 0.03, classes=tuple(classes))
     return model.train(), dataclasses.replace(spec, name=s.name, train_args=s.to_dict()), s

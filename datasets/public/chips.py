@@ -239,7 +239,14 @@ class MixedChipDataset(Dataset):
         return bool(np.random.default_rng((self.seed, self.epoch, int(index), _MIX_SALT)).random() < self.share)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.negatives[index] if self.is_negative(index) else self.primary[index]
+        if not self.is_negative(index):
+            return self.primary[index]
+        image, mask = self.negatives[index]
+        if getattr(self.primary, "landcover", False):
+            # The poppy chips carry [poppy, land cover] masks (an auxiliary head): a public negative's land cover
+            # is unknown here, so it is ignored (255) and only its poppy-free mask teaches.
+            mask = torch.stack([mask, torch.full_like(mask, 255)])
+        return image, mask
 
 
 def pretraining_split(
