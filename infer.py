@@ -150,7 +150,7 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(
             "error: interrupted; inputs finished so far are complete in --out, the one in progress continues from "
-            "its last finished row of tiles: run the same command with --resume",
+            "its last finished row of tiles (if it finished one): run the same command with --resume",
             file=sys.stderr,
         )
         return 130

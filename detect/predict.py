@@ -654,7 +654,7 @@ def predict_raster(
             record = progress_path(prob_path)
             rows_done, why = read_progress(record, key, work_path(prob_path), grid.height * grid.width)
             start = resume_start([r for r, _ in tiles], rows_done, tile, batch_size, grid.height)
-            name = Path(info.path).name
+            name = info.path  # as given: flights are often all named odm_orthophoto.tif
             if why is not None and say is not None:
                 say(f"{name}: starting over, not resuming: {why}")
             elif rows_done and say is not None:

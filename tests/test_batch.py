@@ -178,7 +178,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(
     assert [p.name for p in out.iterdir()] == [".site.partial"]
     monkeypatch.undo()
     assert run([str(src), "--out", str(out), "--weights", str(weights)]) == 0
-    assert "site.tif: resuming from model row 48 of 48 (1 of 1 tiles done by an earlier run)" in capsys.readouterr().err
+    assert f"{src}: resuming from model row 48 of 48 (1 of 1 tiles done by an earlier run)" in capsys.readouterr().err
     assert json.loads((out / "site.summary.json").read_text())["tiles"]["run"] == 0
 
 
@@ -231,7 +231,7 @@ def test_sigkill_mid_input_resumes_from_its_tiles(tmp_path: Path, weights: Path)
     again = subprocess.run([*cmd, "--out", str(killed)], cwd=ROOT, capture_output=True, text=True)  # same command
     resume_s = time.monotonic() - t0
     assert again.returncode == 0, again.stderr
-    assert f"big.tif: resuming from model row {rows_done} of 600" in again.stderr
+    assert f"{src}: resuming from model row {rows_done} of 600" in again.stderr
     tiles = json.loads((killed / "big.summary.json").read_text())["tiles"]
     assert tiles["resumed_from_row"] == rows_done and tiles["taken_from_earlier_run"] >= 22
     assert tiles["run"] == 121 - tiles["taken_from_earlier_run"]

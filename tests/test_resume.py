@@ -85,7 +85,7 @@ def test_ctrl_c_mid_prediction_resumes_to_identical_outputs(
     args += ["--formats", "geojson,csv,prob"]
     interrupt_after(monkeypatch, batches, KeyboardInterrupt)
     assert run(args) == 130
-    assert "its last finished row of tiles: run the same command" in capsys.readouterr().err
+    assert "its last finished row of tiles (if it finished one): run the same command" in capsys.readouterr().err
     stage = out / ".site.partial"
     assert [p.name for p in out.iterdir()] == [".site.partial"]  # nothing published
     record = json.loads(progress_path(stage / "site.prob.tif").read_text())
@@ -96,7 +96,7 @@ def test_ctrl_c_mid_prediction_resumes_to_identical_outputs(
     err = capsys.readouterr().err
     summary = json.loads((out / "site.summary.json").read_text())
     tiles = summary["tiles"]
-    assert f"site.tif: resuming from model row {record['rows_done']} of {HEIGHT} " in err
+    assert f"{scene}: resuming from model row {record['rows_done']} of {HEIGHT} " in err
     assert f"({tiles['taken_from_earlier_run']} of 42 tiles done by an earlier run)" in err
     assert tiles["resumed_from_row"] == record["rows_done"]
     assert tiles["run"] + tiles["taken_from_earlier_run"] == 42
@@ -119,7 +119,7 @@ def test_other_settings_start_over_and_say_why(
     capsys.readouterr()
     assert run([*args, "--batch-size", "4"]) == 0
     err = capsys.readouterr().err
-    assert "site.tif: starting over, not resuming: the batch size differs (3 then, 4 now)" in err
+    assert f"{scene}: starting over, not resuming: the batch size differs (3 then, 4 now)" in err
     assert json.loads((out / "site.summary.json").read_text())["tiles"]["run"] == 42
     assert outputs(out) == outputs(straight)
 
@@ -151,7 +151,7 @@ def test_predict_raster_resumes_after_an_exception(tmp_path: Path, weights: Path
     # ends where row 4 starts (160). Row 3 (120 + 64 > 160) blends into the unwritten rows, so the rerun starts
     # at its first tile, 18, rounded down to a whole batch: 15.
     assert (again.resumed_from_row, again.tiles_resumed, again.tiles_run) == (160, 15, 27)
-    assert said == ["site.tif: resuming from model row 160 of 300 (15 of 42 tiles done by an earlier run)"]
+    assert said == [f"{scene}: resuming from model row 160 of 300 (15 of 42 tiles done by an earlier run)"]
     assert prob.read_bytes() == whole.prob_path.read_bytes()
     with rasterio.open(prob) as ds:  # the mask came through the work file too
         assert ds.read_masks(1).all()
