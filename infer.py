@@ -19,6 +19,11 @@ Examples:
 
     # a retrained model with test-time augmentation (four passes: slower, a little steadier)
     python infer.py site3.tif --out results/ --weights runs/exp1/best.pt --tta
+
+After a crash, kill or Ctrl-C, run the same command again: an input that was interrupted continues from the
+last row of tiles it finished (with the same input, model and settings; else it starts over and says why), and
+gives the same outputs, byte for byte, as an uninterrupted run. Add --resume to skip the inputs of a batch that
+were finished.
 """
 
 from __future__ import annotations
@@ -98,8 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="skip inputs an earlier run into the same --out finished with the same model and settings; "
-        "redo the rest (after a crash, a kill or Ctrl-C)",
+        help="skip inputs an earlier run into the same --out finished with the same model and settings (after a "
+        "crash, a kill or Ctrl-C); an interrupted input continues from its last finished row of tiles, with or "
+        "without this flag",
     )
     parser.add_argument(
         "--allow-gsd-mismatch",
@@ -143,8 +149,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            "error: interrupted; inputs finished so far are complete in --out, the one in progress was "
-            "discarded; to continue, run the same command with --resume",
+            "error: interrupted; inputs finished so far are complete in --out, the one in progress continues from "
+            "its last finished row of tiles: run the same command with --resume",
             file=sys.stderr,
         )
         return 130
@@ -192,7 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     check_out_dir(args.out)
-    inputs = find_inputs(args.inputs)
+    missing: list = []  # with --keep-going, INPUT arguments that name nothing are failures, not the end
+    inputs = find_inputs(args.inputs, missing if args.keep_going else None)
     stems = output_stems(inputs)
     model, spec = load_checkpoint(args.weights, map_location=device)
     judge = load_judge(args.weights, map_location=device)
@@ -206,6 +213,9 @@ def _run(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         print("warning: " + message, file=sys.stderr)
 
+    def say(message: str) -> None:
+        print(message, file=sys.stderr)
+
     # Without --keep-going every input is checked before the first is run: a batch that would fail, fails now.
     plans = {} if args.keep_going else prepare(todo, options, spec, warn=warn, stems=stems)
     if not args.quiet:
@@ -214,13 +224,15 @@ def _run(args: argparse.Namespace) -> int:
             f"{len(todo)} input(s) to run",
             file=sys.stderr,
         )
-    failed: list[tuple[Path, str, int]] = []
+    failed: list[tuple[Path, str, int]] = [(p, _one_line(exc), 2) for p, exc in missing]
+    for _, message, _ in failed:
+        print(f"error: {message}", file=sys.stderr)
     for i, path in enumerate(todo, 1):
         if not args.quiet and len(todo) > 1:
             print(f"[{i}/{len(todo)}] {path}", file=sys.stderr)
         try:
             paths = plans.get(path) or prepare([path], options, spec, warn=warn, stems=stems)[path]
-            result = run_one(path, model, spec, options, weights_path=weights, paths=paths, judge=judge)
+            result = run_one(path, model, spec, options, weights_path=weights, paths=paths, judge=judge, say=say)
         except Exception as exc:
             if not args.keep_going:
                 raise
@@ -233,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
             continue
         print(result.line())
     if failed:
-        print(f"error: {len(failed)} of {len(todo)} input(s) failed (--keep-going):", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(todo) + len(missing)} input(s) failed (--keep-going):", file=sys.stderr)
         for path, message, _ in failed:
             print(f"  {path}: {message}", file=sys.stderr)
         return 2 if all(code == 2 for *_, code in failed) else 1  # 1 when any was a bug

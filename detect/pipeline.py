@@ -50,7 +50,9 @@ from detect.predict import (
     model_grid,
     predict_raster,
 )
+from detect.progress import progress_path
 from detect.raster import RasterInfo, check_has_pixels, check_readable, inspect_raster, open_raster
+from detect.rasterout import work_path
 from detect.vectorize import DetectedPlot, Sweep, VectorizeResult, VectorParams, vectorize, vectorize_sweep
 from models.checkpoint import ModelSpec
 from models.plotnet import JudgeSpec
@@ -203,6 +205,8 @@ def detect_plots(
     source: str | None = None,
     model_name: str = "",
     bands: tuple[int, int, int] | None = None,
+    resume_key: dict[str, Any] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Detection:
     """Predict an orthomosaic's poppy probability and vectorise it into plots: the one raster -> plots path.
 
@@ -230,6 +234,9 @@ def detect_plots(
         source: Input name recorded on every plot; None takes the raster's file name.
         model_name: Model name recorded on every plot.
         bands: 1-based band numbers of red, green and blue (``--bands``); None picks them.
+        resume_key: Record progress and resume an interrupted prediction into the kept ``prob_path`` (see
+            :func:`detect.predict.predict_raster`); None does neither.
+        say: Called with one line when a prediction is resumed or cannot be.
 
     Returns:
         A :class:`Detection`.
@@ -259,6 +266,8 @@ def detect_plots(
             progress=progress,
             overwrite=overwrite or not keep,  # a temporary file exists (empty) from mkstemp
             bands=bands,
+            resume_key=resume_key if keep else None,
+            say=say,
         )
         t0 = time.perf_counter()
         source = name if source is None else source
@@ -273,33 +282,44 @@ def detect_plots(
     return Detection(pred, vec, sweep, prob_path if keep else None, vectorize_s)
 
 
-def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+def find_inputs(inputs: Sequence[str | Path], failures: list[tuple[Path, InputError]] | None = None) -> list[Path]:
     """Expand the INPUT arguments: files as given, folders to the rasters directly inside them (sorted).
 
+    Args:
+        inputs: The INPUT arguments.
+        failures: When given (``--keep-going``), a path that does not exist or a folder without a raster is added
+            here with its error and left out, instead of raising.
+
     Raises:
-        InputError: If a path does not exist or a folder holds no raster.
+        InputError: If a path does not exist or a folder holds no raster, and ``failures`` is None.
     """
     found: list[Path] = []
     for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            rasters = sorted(
-                f
-                for f in p.iterdir()
-                if f.is_file()
-                and f.suffix.lower() in RASTER_SUFFIXES
-                and not f.name.lower().endswith(_OWN_OUTPUT_SUFFIXES)
-            )
-            if not rasters:
-                raise InputError(f"{p}: folder holds no raster ({', '.join(RASTER_SUFFIXES)}); give a GeoTIFF or VRT")
-            found.extend(rasters)
-        elif p.exists():
-            found.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder; check the path")
+        try:
+            found.extend(_expand(Path(item)))
+        except InputError as exc:
+            if failures is None:
+                raise
+            failures.append((Path(item), exc))
     # The same file named twice (a shell glob and its folder) is run once.
     seen: set[Path] = set()
     return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+def _expand(p: Path) -> list[Path]:
+    """One INPUT argument: a file as given, a folder to its rasters (see :func:`find_inputs`)."""
+    if p.is_dir():
+        rasters = sorted(
+            f
+            for f in p.iterdir()
+            if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES and not f.name.lower().endswith(_OWN_OUTPUT_SUFFIXES)
+        )
+        if not rasters:
+            raise InputError(f"{p}: folder holds no raster ({', '.join(RASTER_SUFFIXES)}); give a GeoTIFF or VRT")
+        return rasters
+    if p.exists():
+        return [p]
+    raise InputError(f"{p}: no such file or folder; check the path")
 
 
 def finished_inputs(inputs: Sequence[Path], stems: dict[Path, str], options: RunOptions, spec: ModelSpec) -> list[Path]:
@@ -374,6 +394,7 @@ def prepare(
     plans: dict[Path, dict[str, Path]] = {}
     stems = output_stems(inputs) if stems is None else stems
     prob_bytes: list[int] = []
+    work_bytes: list[int] = []
     for path in inputs:
         with open_raster(path) as ds:
             info = inspect_raster(ds, options.bands)
@@ -384,6 +405,7 @@ def prepare(
         if spec is not None:
             grid = model_grid(info, spec.gsd_m)
             prob_bytes.append(prob_raster_bytes(grid.height, grid.width))
+            work_bytes.append(grid.height * grid.width)
             message = check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
             if message is not None and warn is not None:
                 warn(message)
@@ -392,8 +414,10 @@ def prepare(
         check_outputs(paths.values(), options.overwrite or (options.resume and not paths["summary"].exists()))
         plans[path] = paths
     if prob_bytes:
-        # Kept probability rasters add up; a temporary one (no 'prob' in --formats) is deleted after each input.
+        # Kept probability rasters add up; a temporary one (no 'prob' in --formats) is deleted after each input,
+        # and so is the work file each is made from (a byte a pixel: see detect.rasterout).
         need = sum(prob_bytes) if "prob" in options.formats else max(prob_bytes)
+        need += max(work_bytes)
         check_free_space(options.out_dir, need, what="the probability rasters")
     return plans
 
@@ -435,8 +459,13 @@ def run_one(
     weights_path: str | Path | None = None,
     paths: dict[str, Path] | None = None,
     judge: tuple[nn.Module, JudgeSpec] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Detect plots in one orthomosaic and write its outputs.
+
+    An input interrupted during an earlier run into the same folder (killed, or Ctrl-C) continues from the last
+    row of tiles that run finished, when its input, model and settings are the same (see
+    :func:`detect.predict.predict_raster`); the outputs are byte for byte those of an uninterrupted run.
 
     Stages: :func:`detect_plots` (the first stage); with a judge, :func:`detect.judge.judge_plots` over its plots
     at full resolution; the run record (:func:`run_record`); every chosen output from the table
@@ -450,6 +479,7 @@ def run_one(
         weights_path: The weights file, recorded in the summary.
         paths: Output paths from :func:`prepare`; computed (and checked) here when ``None``.
         judge: The second stage from :func:`models.checkpoint.load_judge`, or None for a one-stage model.
+        say: Called with one line when the prediction is resumed, or cannot be and why.
 
     Returns:
         A :class:`RunResult`.
@@ -460,18 +490,43 @@ def run_one(
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Everything is written into a hidden folder inside --out and renamed into place at the very end, so a
-    # failed or killed run adds nothing to --out but this folder, which the next run on the input removes.
-    stage = out_dir / f".{paths['summary'].name.removesuffix('.summary.json')}.partial"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
+    # failed or killed run adds nothing to --out but this folder. The next run on the input keeps only the
+    # probability work file and its resume record from it (to continue where the killed run stopped).
+    stem = paths["summary"].name.removesuffix(".summary.json")
+    stage = out_dir / f".{stem}.partial"
+    _clear_stage(stage, keep=_resume_files(stage / f"{stem}.prob.tif"))
+    keep_stage = False
     try:
         staged = {k: stage / p.name for k, p in paths.items()}
-        result = _run_staged(path, model, spec, options, weights_path, staged, judge)
+        result = _run_staged(path, model, spec, options, weights_path, staged, judge, say)
         _publish(staged, paths, overwrite=options.overwrite or options.resume)
+    except KeyboardInterrupt:
+        keep_stage = progress_path(stage / f"{stem}.prob.tif").exists()  # Ctrl-C: the next run continues
+        raise
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if not keep_stage:
+            shutil.rmtree(stage, ignore_errors=True)
     result.outputs = paths
     return result
+
+
+def _resume_files(prob_path: Path) -> tuple[Path, Path]:
+    """The files of an interrupted prediction into ``prob_path`` that a later run resumes from."""
+    return progress_path(prob_path), work_path(prob_path)
+
+
+def _clear_stage(stage: Path, keep: Sequence[Path]) -> None:
+    """Empty (or make) the staging folder, keeping the files ``keep``."""
+    if stage.is_dir():
+        for p in stage.iterdir():
+            if p not in keep:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+    elif stage.exists() or stage.is_symlink():
+        stage.unlink()
+    stage.mkdir(exist_ok=True)
 
 
 def _publish(staged: dict[str, Path], final: dict[str, Path], *, overwrite: bool) -> None:
@@ -492,6 +547,7 @@ def _run_staged(
     weights_path: str | Path | None,
     paths: dict[str, Path],
     judge: tuple[nn.Module, JudgeSpec] | None,
+    say: Callable[[str], None] | None = None,
 ) -> RunResult:
     """:func:`run_one`'s work, writing every output to ``paths`` (in the staging folder)."""
     t_start = time.perf_counter()
@@ -501,6 +557,11 @@ def _run_staged(
     params = VectorParams(threshold=threshold, min_area_m2=options.min_area_m2)
     params.check()  # before the long part
     options = dataclasses.replace(options, overwrite=True)  # the staging folder is ours alone
+    stage = paths["summary"].parent
+    t0 = time.perf_counter()
+    # Hashed first, because an interrupted prediction resumes only on the very same input (also the summary's).
+    input_sha = file_sha256(path)  # reads the whole file: timed on its own
+    hash_s = time.perf_counter() - t0
 
     with open_raster(path) as ds, contextlib.ExitStack() as stack:
         info = inspect_raster(ds, options.bands)
@@ -514,9 +575,9 @@ def _run_staged(
             model,
             spec,
             params,
-            # Without the prob output, a temporary raster next to the outputs (same disk, which has room for them).
-            prob_path=paths["prob"] if "prob" in options.formats else None,
-            temp_dir=paths["summary"].parent,  # the staging folder, deleted with it
+            # Without the prob output too, in the staging folder (same disk, which has room for it), under a fixed
+            # name so that a rerun finds it; not published, and deleted with the folder.
+            prob_path=paths.get("prob", stage / (paths["summary"].name.removesuffix(".summary.json") + ".prob.tif")),
             tile=options.tile,
             overlap=options.overlap,
             batch_size=options.batch_size,
@@ -527,15 +588,14 @@ def _run_staged(
             source=path.name,
             model_name=spec.name,
             bands=options.bands,
+            resume_key={"input_sha256": input_sha, "model_sha256": spec.sha256},
+            say=say,
         )
         plots, judge_s = det.plots, 0.0
         if judge is not None:
             t0 = time.perf_counter()
             plots = judge_plots(ds, info, plots, judge[0], judge[1], point.threshold, device=det.prediction.device)
             judge_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        input_sha = file_sha256(path)  # reads the whole file: timed on its own
-        hash_s = time.perf_counter() - t0
         record = run_record(
             path, input_sha, spec, weights_path, options, info, det, cache_bytes, paths,
             plots=plots, point=point, judge=judge[1] if judge else None,
@@ -630,7 +690,13 @@ def run_record(
             "value_scaling": info.value_scaling,
             "model_grid": {"width": pred.grid.width, "height": pred.grid.height, "gsd_m": list(pred.grid.gsd_m)},
         },
-        "tiles": {"total": pred.tiles_total, "run": pred.tiles_run, "skipped": pred.tiles_skipped},
+        "tiles": {
+            "total": pred.tiles_total,
+            "run": pred.tiles_run,  # by this run: fewer when it resumed an interrupted one
+            "skipped": pred.tiles_skipped,
+            "resumed_from_row": pred.resumed_from_row,
+            "taken_from_earlier_run": pred.tiles_resumed,
+        },
         "plots": {
             "count": len(plots),
             "flagged_area_m2": round(sum(p.area_m2 for p in plots), 2),

@@ -19,15 +19,17 @@ orthomosaics.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,12 +44,14 @@ from torch import nn
 from tqdm import tqdm
 
 from core.errors import InputError
+from detect.progress import progress_path, read_progress, write_progress
 from detect.raster import RasterInfo, inspect_raster, open_raster, read_footprint, read_window
-from detect.rasterout import ProbRasterWriter
+from detect.rasterout import ProbRasterWriter, work_path
 from detect.tiling import (
     blend_weights,
     model_grid_shape,
     model_to_source_window,
+    resume_start,
     tile_starts,
     window_touches_footprint,
 )
@@ -115,8 +119,10 @@ class PredictResult:
         tile: Tile size used, in model pixels.
         overlap: Overlap used, in model pixels.
         tiles_total: Tiles in the full grid.
-        tiles_run: Tiles passed through the model.
+        tiles_run: Tiles passed through the model in this call.
         tiles_skipped: Tiles skipped as wholly outside the footprint.
+        tiles_resumed: Tiles not run again because an interrupted earlier call had finished their rows.
+        resumed_from_row: Model rows taken from that earlier call (0 when it started from the top).
         device: Device the model ran on.
         tta: Whether test-time augmentation was used.
         timings: Seconds per stage: ``footprint``, ``read`` (reader thread), ``model``, ``blend_write``,
@@ -133,6 +139,8 @@ class PredictResult:
     device: str
     tta: bool
     timings: dict[str, float] = field(default_factory=dict)
+    tiles_resumed: int = 0
+    resumed_from_row: int = 0
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -308,9 +316,23 @@ def predict_batch(
 
 
 class _Strip:
-    """Blending accumulator for one row of tiles; flushes rows that no later tile can touch."""
+    """Blending accumulator for one row of tiles; flushes rows that no later tile can touch.
 
-    def __init__(self, tile: int, width: int, writer: ProbRasterWriter, height: int) -> None:
+    ``top`` is the first raster row the accumulator holds; rows above ``keep_before`` are already on disk from an
+    earlier run (a resume) and are not written again. ``on_rows(rows_done)`` is called whenever rows were written.
+    """
+
+    def __init__(
+        self,
+        tile: int,
+        width: int,
+        writer: ProbRasterWriter,
+        height: int,
+        *,
+        top: int = 0,
+        keep_before: int = 0,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> None:
         self.tile = tile
         self.width = width  # raster width in model pixels
         self.height = height
@@ -319,7 +341,9 @@ class _Strip:
         self.acc = np.zeros((tile, pad_w), dtype=np.float32)
         self.wsum = np.zeros((tile, pad_w), dtype=np.float32)
         self.valid = np.zeros((tile, pad_w), dtype=bool)
-        self.top = 0  # raster row of the accumulator's first row; rows above it are written
+        self.top = top  # raster row of the accumulator's first row; rows above it are written
+        self.keep_before = keep_before
+        self.on_rows = on_rows
 
     def add(self, row_off: int, col_off: int, prob: np.ndarray, valid: np.ndarray, weights: np.ndarray) -> None:
         self.advance(row_off)
@@ -332,6 +356,8 @@ class _Strip:
     def advance(self, row: int) -> None:
         """Write out raster rows ``[top, row)``: tiles arrive in row order, so they are final."""
         row = min(row, self.height)
+        if self.top >= row:
+            return
         while self.top < row:
             n = min(row - self.top, self.tile)
             self._write(n)
@@ -340,14 +366,21 @@ class _Strip:
                 buf[: self.tile - n] = buf[n:]
                 buf[self.tile - n :] = zero
             self.top += n
+        if self.on_rows is not None and self.top > self.keep_before:
+            self.on_rows(self.top)
 
     def _write(self, n: int) -> None:
+        skip = min(n, max(0, self.keep_before - self.top))  # rows an earlier run already wrote
+        if skip == n:
+            return
         w = self.width
-        wsum = self.wsum[:n, :w]
-        valid = self.valid[:n, :w]
+        wsum = self.wsum[skip:n, :w]
+        valid = self.valid[skip:n, :w]
         # Outside the footprint (and where no tile ran) the probability is 0 by contract.
-        prob = np.divide(self.acc[:n, :w], wsum, out=np.zeros((n, w), dtype=np.float32), where=valid & (wsum > 0))
-        self.writer.write(prob, row_off=self.top, valid=valid)
+        prob = np.divide(
+            self.acc[skip:n, :w], wsum, out=np.zeros((n - skip, w), dtype=np.float32), where=valid & (wsum > 0)
+        )
+        self.writer.write(prob, row_off=self.top + skip, valid=valid)
 
 
 def _read(
@@ -503,8 +536,11 @@ def _stream_tiles(
     weights: np.ndarray,
     height: int,
     bar: tqdm,
+    done: list[int],
 ) -> tuple[float, float]:
     """Predict every batch the reader yields and blend it into the strip writer; flush the last strip.
+
+    ``done[0]`` counts the tiles run (from where the run started), for the resume record.
 
     Returns:
         Seconds in the model and seconds blending and writing.
@@ -516,6 +552,7 @@ def _stream_tiles(
         t1 = time.perf_counter()
         for (r, c), p, v in zip(chunk, prob, valid, strict=True):
             strip.add(r, c, p, v, weights)
+            done[0] += 1
         t_write += time.perf_counter() - t1
         t_model += t1 - t0
         bar.update(len(chunk))
@@ -539,8 +576,17 @@ def predict_raster(
     progress: bool = True,
     overwrite: bool = False,
     bands: tuple[int, int, int] | None = None,
+    resume_key: Mapping[str, Any] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> PredictResult:
     """Predict poppy probability over a whole orthomosaic and stream it to a GeoTIFF.
+
+    With ``resume_key`` the call can be interrupted (also by SIGKILL) and continued: after each row of tiles is
+    final and durable it is recorded in ``STEM.prob.progress.json`` beside ``prob_path`` (see
+    :mod:`detect.progress`); a later call with an equal key (and the same tile, overlap, batch size, device,
+    test-time augmentation, bands and software) runs only the tiles from the last recorded row on, rounded back to
+    a whole batch, and writes the same bytes as one uninterrupted call. The record and the work file
+    ``prob_path.work`` are then left for the caller to delete.
 
     Args:
         ds_or_path: An open raster (from :func:`detect.raster.open_raster`) or a path to one.
@@ -556,6 +602,9 @@ def predict_raster(
         progress: Show a tqdm progress bar (tiles/s, time left).
         overwrite: Replace an existing ``prob_path``.
         bands: 1-based band numbers of red, green and blue (``--bands``); ``None`` picks them.
+        resume_key: What identifies this prediction beyond the arguments (e.g. input and model SHA-256); None
+            neither records progress nor resumes.
+        say: Called with one line when an earlier call is resumed, or when its record cannot be used and why.
 
     Returns:
         A :class:`PredictResult`.
@@ -588,6 +637,41 @@ def predict_raster(
         weights = blend_weights(tile, overlap)
         model.to(dev).eval()
 
+        start, rows_done, on_rows = 0, 0, None
+        if resume_key is not None:
+            key = {
+                **resume_key,
+                "tile": tile,
+                "overlap": overlap,
+                "batch_size": batch_size,
+                "device": str(dev),
+                "tta": tta,
+                "bands": list(info.rgb_bands),
+                "grid": [grid.height, grid.width, *grid.transform[:6]],
+                "tiles": hashlib.sha256(np.asarray(tiles, dtype=np.int64).tobytes()).hexdigest(),
+                "software": {"torch": torch.__version__, "numpy": np.__version__, "gdal": rasterio.__gdal_version__},
+            }
+            record = progress_path(prob_path)
+            rows_done, why = read_progress(record, key, work_path(prob_path), grid.height * grid.width)
+            start = resume_start([r for r, _ in tiles], rows_done, tile, batch_size, grid.height)
+            name = Path(info.path).name
+            if why is not None and say is not None:
+                say(f"{name}: starting over, not resuming: {why}")
+            elif rows_done and say is not None:
+                say(
+                    f"{name}: resuming from model row {rows_done} of {grid.height} "
+                    f"({start} of {len(tiles)} tiles done by an earlier run)"
+                )
+            if not rows_done:  # a record must never describe a work file that is started afresh below
+                record.unlink(missing_ok=True)
+
+            def on_rows(rows: int, _key: dict = key, _record: Path = record) -> None:
+                writer.sync()
+                write_progress(_record, _key, rows, strip_tiles[0])
+
+        todo = tiles[start:]
+        strip_tiles = [start]  # tiles run so far, for the record
+
         with ProbRasterWriter(
             prob_path,
             height=grid.height,
@@ -595,11 +679,14 @@ def predict_raster(
             crs=grid.crs,
             transform=grid.transform,
             overwrite=overwrite,
+            resumable=resume_key is not None,
+            reuse_work=rows_done > 0,
         ) as writer:
-            strip = _Strip(tile, grid.width, writer, grid.height)
-            reader = _ReadAhead(_tile_batches(ds, info, grid, tiles, tile, batch_size), maxsize=_QUEUE_BATCHES)
+            top = todo[0][0] if todo else rows_done
+            strip = _Strip(tile, grid.width, writer, grid.height, top=top, keep_before=rows_done, on_rows=on_rows)
+            reader = _ReadAhead(_tile_batches(ds, info, grid, todo, tile, batch_size), maxsize=_QUEUE_BATCHES)
             bar = tqdm(
-                total=len(tiles),
+                total=len(todo),
                 unit="tile",
                 desc=Path(info.path).name,
                 disable=not progress,
@@ -607,12 +694,14 @@ def predict_raster(
                 dynamic_ncols=True,
             )
             try:
-                t_model, t_write = _stream_tiles(reader, model, spec, dev, tta, strip, weights, grid.height, bar)
+                t_model, t_write = _stream_tiles(
+                    reader, model, spec, dev, tta, strip, weights, grid.height, bar, strip_tiles
+                )
             finally:
                 bar.close()
                 reader.close()
             t1 = time.perf_counter()
-        t_write += time.perf_counter() - t1  # closing builds overviews and renames
+        t_write += time.perf_counter() - t1  # making the GeoTIFF (overviews included) and renaming it
         timings.update(read=reader.busy_s, model=t_model, blend_write=t_write)
         timings["total"] = time.perf_counter() - t_start
         return PredictResult(
@@ -621,11 +710,13 @@ def predict_raster(
             tile=tile,
             overlap=overlap,
             tiles_total=tiles_total,
-            tiles_run=len(tiles),
+            tiles_run=len(todo),
             tiles_skipped=tiles_total - len(tiles),
             device=str(dev),
             tta=tta,
             timings=timings,
+            tiles_resumed=start,
+            resumed_from_row=rows_done,
         )
     finally:
         model.train(was_training)

@@ -7,9 +7,10 @@ GDAL's ``value = raw * scale + offset``), so QGIS and ``gdalinfo`` show probabil
 outside the footprint as transparent. Nodata at 0 rather than 255 keeps thresholding safe without a special
 case: every threshold above 0 encodes to 2 or more, so nodata never reaches it.
 
-It is tiled 256 x 256 and deflate-compressed, so a strip can be written as soon as it is final and readers (the
-vectoriser, QGIS) fetch only the blocks they need. The file is written as ``NAME.tmp`` and renamed to ``NAME``
-when complete, so a crash never leaves a truncated raster under the final name.
+It is tiled 256 x 256 and deflate-compressed, so readers (the vectoriser, QGIS) fetch only the blocks they need.
+Strips are written as soon as they are final to a plain work file (in place, durable on
+:meth:`ProbRasterWriter.sync`, so a killed run can resume from it), and the GeoTIFF is made from it at the end as
+``NAME.tmp``, renamed to ``NAME`` when complete: a crash never leaves a truncated raster under the final name.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "decode_level",
     "prob_to_uint8",
     "threshold_to_uint8",
+    "work_path",
 ]
 
 BLOCK = 256  # GeoTIFF block size: small enough for cheap windowed reads, large enough to compress well
@@ -76,8 +78,13 @@ class ProbRasterWriter:
         >>> with ProbRasterWriter(path, height=h, width=w, crs=crs, transform=t) as out:  # doctest: +SKIP
         ...     out.write(prob_strip, row_off=0, valid=valid_strip)
 
-    On a clean exit the temporary file is finished (overviews built) and renamed to ``path``; on an exception
-    it is deleted.
+    Windows go first to a plain *work file* ``NAME.work`` (the encoded probabilities, nodata outside the
+    footprint, ``height x width`` bytes, row by row), written in place with ordinary file writes: what :meth:`sync` has
+    flushed is on disk, whatever GDAL's block cache would have done, so a killed run can continue from it
+    (``resumable``). On a clean exit the GeoTIFF is made from the work file in one pass of 256-row strips and
+    renamed to ``path``: its bytes depend only on the pixels, never on the order or the number of sessions that
+    wrote them, so a resumed run gives the same file as one run straight through. On an exception the work
+    file is deleted, unless ``resumable``.
 
     Args:
         path: Final file name (``.tif``).
@@ -88,6 +95,9 @@ class ProbRasterWriter:
         overwrite: Replace an existing ``path``; otherwise an existing file is an error.
         overviews: Build overviews (2, 4, 8, ...) when the raster is larger than one screen, so GIS software
             opens it quickly.
+        resumable: Keep the work file after the GeoTIFF is made and after an exception (the caller deletes it).
+        reuse_work: Continue an existing work file (of a run that was interrupted) instead of starting an empty
+            one; the caller has checked that it is of the same raster.
 
     Raises:
         InputError: If ``path`` exists and ``overwrite`` is False.
@@ -103,37 +113,25 @@ class ProbRasterWriter:
         transform: Affine,
         overwrite: bool = False,
         overviews: bool = True,
+        resumable: bool = False,
+        reuse_work: bool = False,
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise InputError(f"{self.path} already exists; pass --overwrite to replace it")
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.work_path = work_path(self.path)
         self.height, self.width = int(height), int(width)
         self.overviews = overviews
-        profile = {
-            "driver": "GTiff",
-            "height": self.height,
-            "width": self.width,
-            "count": 1,
-            "dtype": "uint8",
-            "crs": crs,
-            "transform": transform,
-            "tiled": True,
-            "blockxsize": BLOCK,
-            "blockysize": BLOCK,
-            "compress": "deflate",
-            "predictor": 2,  # horizontal differencing: probabilities are smooth, this halves the file
-            "interleave": "band",
-            "BIGTIFF": "IF_SAFER",
-            "nodata": PROB_NODATA,
-        }
+        self.resumable = resumable
+        self.crs, self.transform = crs, transform
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # GDAL >= 3.x keeps the mask inside the TIFF (GDAL_TIFF_INTERNAL_MASK defaults to YES), not in a
-        # .msk sidecar that could be lost when the file is copied.
-        self._ds = rasterio.open(self.tmp_path, "w", **profile)
-        self._ds.scales = (PROB_SCALE,)
-        self._ds.offsets = (PROB_OFFSET,)
-        self._ds.set_band_description(1, "poppy probability")
+        size = self.height * self.width
+        reuse = reuse_work and self.work_path.is_file() and self.work_path.stat().st_size == size
+        # Unbuffered: a write() that returned is in the operating system's hands, which a SIGKILL cannot undo.
+        self._work = open(self.work_path, "r+b" if reuse else "w+b", buffering=0)  # noqa: SIM115 (closed in close/abort)
+        if not reuse:
+            self._work.truncate(size)  # sparse where nothing is written yet; reads back as 0 (invalid)
 
     def write(self, prob: np.ndarray, row_off: int, valid: np.ndarray | None = None, col_off: int = 0) -> None:
         """Write a block of probabilities.
@@ -145,34 +143,80 @@ class ProbRasterWriter:
             col_off: First column of the block.
         """
         h, w = prob.shape
-        window = Window(col_off=col_off, row_off=row_off, width=w, height=h)
         data = prob.copy() if prob.dtype == np.uint8 else prob_to_uint8(prob)
         if valid is not None:
             data[~valid] = PROB_NODATA
-        self._ds.write(data, 1, window=window)
+        if col_off == 0 and w == self.width:  # whole rows: one contiguous write
+            self._work.seek(row_off * self.width)
+            self._work.write(data.tobytes())
+            return
+        for i in range(h):
+            self._work.seek((row_off + i) * self.width + col_off)
+            self._work.write(data[i].tobytes())
+
+    def sync(self) -> None:
+        """Make every window written so far durable (also across a power cut), before a resume record names it."""
+        os.fsync(self._work.fileno())
+
+    def _read_rows(self, row_off: int, height: int) -> np.ndarray:
+        self._work.seek(row_off * self.width)
+        buf = self._work.read(height * self.width)
+        return np.frombuffer(buf, dtype=np.uint8).reshape(height, self.width)
 
     def close(self) -> Path:
-        """Finish the file and move it to its final name; returns the final path."""
-        if self._ds.closed:
+        """Make the GeoTIFF from the work file and move it to its final name; returns the final path."""
+        if self._work.closed:
             return self.path
+        profile = {
+            "driver": "GTiff",
+            "height": self.height,
+            "width": self.width,
+            "count": 1,
+            "dtype": "uint8",
+            "crs": self.crs,
+            "transform": self.transform,
+            "tiled": True,
+            "blockxsize": BLOCK,
+            "blockysize": BLOCK,
+            "compress": "deflate",
+            "predictor": 2,  # horizontal differencing: probabilities are smooth, this halves the file
+            "interleave": "band",
+            "BIGTIFF": "IF_SAFER",
+            "nodata": PROB_NODATA,
+        }
         try:
-            if self.overviews and max(self.height, self.width) > 2 * BLOCK:
-                factors = []
-                f = 2
-                while max(self.height, self.width) / f >= BLOCK:
-                    factors.append(f)
-                    f *= 2
-                self._ds.build_overviews(factors, Resampling.average)
-        finally:
-            self._ds.close()
+            with rasterio.open(self.tmp_path, "w", **profile) as ds:
+                ds.scales = (PROB_SCALE,)
+                ds.offsets = (PROB_OFFSET,)
+                ds.set_band_description(1, "poppy probability")
+                # One block row at a time, top to bottom: GDAL then writes every block once, in the same order.
+                for row in range(0, self.height, BLOCK):
+                    n = min(BLOCK, self.height - row)
+                    window = Window(col_off=0, row_off=row, width=self.width, height=n)
+                    ds.write(self._read_rows(row, n), 1, window=window)
+                if self.overviews and max(self.height, self.width) > 2 * BLOCK:
+                    factors = []
+                    f = 2
+                    while max(self.height, self.width) / f >= BLOCK:
+                        factors.append(f)
+                        f *= 2
+                    ds.build_overviews(factors, Resampling.average)
+        except BaseException:
+            self.abort()
+            raise
+        self._work.close()
+        if not self.resumable:
+            self.work_path.unlink(missing_ok=True)
         os.replace(self.tmp_path, self.path)
         return self.path
 
     def abort(self) -> None:
-        """Close and delete the temporary file."""
-        if not self._ds.closed:
-            self._ds.close()
+        """Close and delete the temporary files (the work file stays when ``resumable``)."""
+        if not self._work.closed:
+            self._work.close()
         self.tmp_path.unlink(missing_ok=True)
+        if not self.resumable:
+            self.work_path.unlink(missing_ok=True)
 
     def __enter__(self) -> ProbRasterWriter:
         return self
@@ -184,3 +228,9 @@ class ProbRasterWriter:
             self.close()
         else:
             self.abort()
+
+
+def work_path(path: str | Path) -> Path:
+    """The work file :class:`ProbRasterWriter` writes before making ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + ".work")

@@ -20,6 +20,7 @@ __all__ = [
     "blend_weights",
     "model_grid_shape",
     "model_to_source_window",
+    "resume_start",
     "tile_grid",
     "tile_starts",
     "window_touches_footprint",
@@ -238,3 +239,28 @@ def window_placement(
         height=(or1 - or0) / sy,
     )
     return src, (slice(or0, or1), slice(oc0, oc1))
+
+
+def resume_start(tile_rows: list[int], rows_done: int, tile: int, batch_size: int, height: int) -> int:
+    """Index of the first tile to run again when raster rows ``[0, rows_done)`` are already written.
+
+    Tiles are run in order, ``batch_size`` at a time. A tile starting at row ``r`` adds to the raster's rows up
+    to ``min(r + tile, height)``; each tile reaching past ``rows_done`` adds to rows not yet written and must run
+    again, so that the blend of those rows is the same sum, in the same order, as in an uninterrupted run. The
+    index is rounded down to a multiple of ``batch_size`` so that every batch holds the same tiles as in an
+    uninterrupted run: a network's output for one tile may change in its last bits with the batch it is in.
+
+    Args:
+        tile_rows: Start row of each tile to run, in running order (non-decreasing).
+        rows_done: Raster rows already final on disk.
+        tile: Tile size in pixels.
+        batch_size: Tiles per forward pass.
+        height: Raster rows (a tile may reach past the last one).
+
+    Returns:
+        An index in ``[0, len(tile_rows)]``; ``len(tile_rows)`` when no tile needs to run.
+    """
+    first = next((i for i, r in enumerate(tile_rows) if min(r + tile, height) > rows_done), len(tile_rows))
+    if first == len(tile_rows):
+        return first
+    return first // batch_size * batch_size

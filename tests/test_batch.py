@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -173,4 +174,68 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(
     assert run([str(src), "--out", str(out), "--weights", str(weights)]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and "run the same command with --resume" in err
-    assert not out.exists()  # created for this run, empty after it: removed
+    # Nothing published; the finished probability raster is kept in the staging folder for the rerun.
+    assert [p.name for p in out.iterdir()] == [".site.partial"]
+    monkeypatch.undo()
+    assert run([str(src), "--out", str(out), "--weights", str(weights)]) == 0
+    assert "site.tif: resuming from model row 48 of 48 (1 of 1 tiles done by an earlier run)" in capsys.readouterr().err
+    assert json.loads((out / "site.summary.json").read_text())["tiles"]["run"] == 0
+
+
+def test_keep_going_lists_a_missing_input_and_runs_the_rest(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_tif(tmp_path / "a.tif")
+    gone, empty = tmp_path / "gone.tif", tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    args = [str(gone), str(tmp_path / "a.tif"), str(empty), "--out", str(out), "--weights", str(weights)]
+    assert run([*args, "--formats", "geojson"]) == 2  # without --keep-going: refused before any work
+    assert not out.exists()
+    capsys.readouterr()
+    assert run([*args, "--formats", "geojson", "--keep-going"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("a.tif: ") and (out / "a.summary.json").exists()
+    assert "error: 2 of 3 input(s) failed (--keep-going):" in captured.err
+    assert f"  {gone}: {gone}: no such file or folder; check the path" in captured.err
+    assert f"  {empty}: {empty}: folder holds no raster" in captured.err
+
+
+@pytest.mark.slow  # three runs of infer.py in subprocesses on a 121-tile input: ~60 s on 2 cores
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_mid_input_resumes_from_its_tiles(tmp_path: Path, weights: Path) -> None:
+    src = write_tif(tmp_path / "big.tif", height=600, width=600)  # 11 x 11 tiles of 64 px, overlap 8
+    cmd = [sys.executable, str(ROOT / "infer.py"), str(src), "--weights", str(weights), "--quiet", "--device", "cpu"]
+    cmd += ["--formats", "geojson,csv,prob", "--batch-size", "2"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    t0 = time.monotonic()
+    subprocess.run([*cmd, "--out", str(straight)], check=True, cwd=ROOT, timeout=300)
+    straight_s = time.monotonic() - t0
+
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    record = killed / ".big.partial" / "big.prob.progress.json"
+    t0 = time.monotonic()
+    while True:  # kill -9 in the model stage, once four rows of tiles (44 of 121) are on disk
+        assert proc.poll() is None, "infer.py ended before the kill"
+        assert time.monotonic() - t0 < 240, "no progress recorded"
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(record.read_text())["tiles_done"] >= 44:
+                break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "big.summary.json").exists()
+    rows_done = json.loads(record.read_text())["rows_done"]
+
+    t0 = time.monotonic()
+    again = subprocess.run([*cmd, "--out", str(killed)], cwd=ROOT, capture_output=True, text=True)  # same command
+    resume_s = time.monotonic() - t0
+    assert again.returncode == 0, again.stderr
+    assert f"big.tif: resuming from model row {rows_done} of 600" in again.stderr
+    tiles = json.loads((killed / "big.summary.json").read_text())["tiles"]
+    assert tiles["resumed_from_row"] == rows_done and tiles["taken_from_earlier_run"] >= 22
+    assert tiles["run"] == 121 - tiles["taken_from_earlier_run"]
+    for name in ("big.geojson", "big.csv", "big.prob.tif"):
+        assert (killed / name).read_bytes() == (straight / name).read_bytes(), name
+    assert not [p for p in killed.iterdir() if p.name.startswith(".")], "staging folder left behind"
+    print(f"straight {straight_s:.1f} s, resume {resume_s:.1f} s, {tiles['run']} of 121 tiles run on resume")

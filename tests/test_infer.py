@@ -85,7 +85,13 @@ def test_end_to_end_random_weights(tmp_path: Path, weights: dict[str, Path], cap
     assert summary["model"]["sha256"] == file_sha256(weights["random"])
     assert summary["model"]["name"] == "tiny-test"
     assert summary["parameters"]["threshold"] == 0.5 and summary["parameters"]["min_area_m2"] == 1.0
-    assert summary["tiles"] == {"total": 4, "run": 4, "skipped": 0}  # 100 x 120 px in 64-px tiles, overlap 8
+    assert summary["tiles"] == {  # 100 x 120 px in 64-px tiles, overlap 8
+        "total": 4,
+        "run": 4,
+        "skipped": 0,
+        "resumed_from_row": 0,
+        "taken_from_earlier_run": 0,
+    }
     assert summary["raster"]["crs"] == "EPSG:32650"
     for key in ("torch", "rasterio", "gdal", "numpy"):
         assert summary["software"][key]

@@ -12,6 +12,7 @@ from detect.tiling import (
     blend_weights,
     model_grid_shape,
     model_to_source_window,
+    resume_start,
     tile_grid,
     tile_starts,
     window_placement,
@@ -235,3 +236,28 @@ def test_window_placement(raster_hw, window, out_hw, expected) -> None:
     src, (rows, cols) = placed
     assert (src.row_off, src.col_off, src.height, src.width) == pytest.approx((r, c, h, w))
     assert (rows, cols) == (slice(r0, r1), slice(c0, c1))
+
+
+@pytest.mark.parametrize(
+    ("rows", "rows_done", "height", "batch", "expected"),
+    [
+        # 64-px tiles. Nothing written yet: from the start
+        ([0, 0, 40, 40, 80, 80], 0, 144, 2, 0),
+        # rows [0, 40) written: row 0 (0 + 64 > 40) still adds to row 40 and beyond, so it runs again
+        ([0, 0, 40, 40, 80, 80], 40, 144, 2, 0),
+        # rows [0, 80) written: row 0 ends at 64, done; row 40 reaches 104: from its first tile
+        ([0, 0, 40, 40, 80, 80], 80, 144, 2, 2),
+        # ... rounded down to a whole batch of 3, so batches hold the same tiles as before
+        ([0, 0, 40, 40, 80, 80], 80, 144, 3, 0),
+        # a pulled-back last row (start 96, only 16 below 80): rows 40 and 80 both reach past 96
+        ([0, 40, 80, 96], 96, 160, 1, 1),
+        # everything written: nothing to run, not even a partial batch
+        ([0, 0, 40, 40], 104, 104, 3, 4),
+        # a raster shorter than a tile, all written: the tile reaching past its edge adds to nothing
+        ([0, 0], 48, 48, 1, 2),
+        # tiles skipped outside the footprint leave gaps in the rows
+        ([0, 120, 120, 160], 160, 224, 1, 1),
+    ],
+)
+def test_resume_start(rows: list[int], rows_done: int, height: int, batch: int, expected: int) -> None:
+    assert resume_start(rows, rows_done, 64, batch, height) == expected
