@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,11 @@ from datasets.labels import read_labels
 from datasets.public.real_negatives import RealNegatives
 from datasets.scene.season import STAGES
 from detect.vectorize import VectorParams, vectorize
-from training.evaluate import evaluate_prob_raster
+from training.evaluate import evaluate_plots, evaluate_prob_raster, judged_plots
 from training.report import PlotCounts, gsd_bin
+
+# A two-stage model's second stage as scored here: (first-stage threshold, judge network, judge spec).
+Judge = tuple[float, Any, Any]
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_NEGATIVES = REPO.parent / "shared/data/real/negatives"
@@ -259,13 +263,23 @@ def label_outcomes(scene: Scene, plots: Sequence, found: Sequence[bool]) -> list
     return out
 
 
-def score_scene(test: str, scene: Scene, prob_path: Path, threshold: float) -> SceneOutcome:
-    """Counts at every PR threshold and the model's, and the label outcomes at the model's threshold."""
+def score_scene(test: str, scene: Scene, prob_path: Path, threshold: float, judge: Judge | None = None) -> SceneOutcome:
+    """Counts at every PR threshold and the model's, and the label outcomes at the model's threshold.
+
+    For a two-stage model (``judge``: its first-stage threshold, network and spec) the thresholds are those of the
+    judge's plot score, over the first stage's plots at its own threshold (:func:`training.evaluate.judged_plots`).
+    """
     params = VectorParams(min_area_m2=1.0)
     ts = tuple(sorted({*PR_THRESHOLDS, round(threshold, 6)}))
-    res = evaluate_prob_raster(scene, prob_path, thresholds=ts, params=params)
-    k = res.thresholds.index(round(threshold, 6))
-    plots = [p.geometry for p in vectorize(prob_path, dataclasses.replace(params, threshold=threshold)).plots]
+    if judge is None:
+        res = evaluate_prob_raster(scene, prob_path, thresholds=ts, params=params)
+        k = res.thresholds.index(round(threshold, 6))
+        plots = [p.geometry for p in vectorize(prob_path, dataclasses.replace(params, threshold=threshold)).plots]
+    else:
+        kept, grid = judged_plots(scene, prob_path, judge[0], judge[1], judge[2], thresholds=ts, params=params)
+        res = evaluate_plots(scene, kept, grid)
+        k = res.thresholds.index(round(threshold, 6))
+        plots = kept[res.thresholds[k]]
     labels = label_outcomes(scene, plots, list(res.label_found[k])) if len(res.label_stages) else []
     return SceneOutcome(test, scene.name, scene.stage or "none", res.gsd_m, res.thresholds, res.counts,
                         res.thresholds[k], labels)  # fmt: skip
@@ -516,18 +530,25 @@ def build_all(root: Path, cfg: Config, negatives: Path, only: Sequence[str] | No
 
 def run_model(weights: str, scenes: dict[str, list[Scene]], work: Path, device: str) -> tuple[str, float, list]:
     """Predict and score every scene with one model: ``(model name, threshold, outcomes)``."""
+    from detect.judge import resolve_operating_point
     from detect.predict import predict_raster
-    from models.checkpoint import load_checkpoint
+    from models.checkpoint import load_checkpoint, load_judge
 
     model, spec = load_checkpoint(weights)
+    stage2 = load_judge(weights)
+    judge: Judge | None = None
+    threshold = spec.threshold
+    if stage2 is not None:  # scored at the judge's balanced point (infer.py's default), on plot scores
+        judge = (spec.threshold, stage2[0], stage2[1])
+        threshold = resolve_operating_point(spec, stage2[1], "balanced").threshold
     outcomes = []
     for test, group in scenes.items():
         for scene in group:
             prob = work / f"{test}__{scene.name}.prob.tif"
             predict_raster(scene.raster, model, spec, prob_path=prob, device=device, progress=False, overwrite=True)
-            outcomes.append(score_scene(test, scene, prob, spec.threshold))
+            outcomes.append(score_scene(test, scene, prob, threshold, judge))
             prob.unlink()
-    return spec.name, spec.threshold, outcomes
+    return spec.name + (" + judge" if judge else ""), threshold, outcomes
 
 
 def plot_pr(curves: dict[str, list[dict]], path: Path) -> None:

@@ -436,3 +436,21 @@ def test_run_one_with_a_judge_keeps_and_renumbers_the_plots_it_passes(tmp_path: 
     # A hand-set threshold over every score keeps nothing.
     strict = RunOptions(out_dir=tmp_path / "strict", formats=("geojson",), progress=False, threshold=1.0)
     assert run_one(path, RedDetector(), stage1, strict, judge=(GreenJudge(), judge)).plot_count == 0
+
+
+def test_evaluate_judged_scores_the_kept_plots_per_plot_score_threshold(tmp_path: Path) -> None:
+    from datasets.labelled import LabelledScene
+    from detect.predict import predict_raster
+    from training.evaluate import evaluate_judged
+
+    path = _scene(tmp_path)
+    stage1 = ModelSpec(arch="fastunet", threshold=0.5, gsd_m=0.03, tile_size=128)
+    prob = tmp_path / "scene.prob.tif"
+    predict_raster(path, RedDetector(), stage1, prob_path=prob, progress=False)
+    judge = JudgeSpec(chip_px=48, gsd_m=0.03, calibration=(1.0, 0.0))
+    res = evaluate_judged(
+        LabelledScene.from_raster(path), prob, 0.5, GreenJudge(), judge, thresholds=(0.0005, 0.5)
+    )  # the look-alike scores ~0.0013
+    everything, judged = (c.metrics() for c in res.counts)
+    assert (everything["preds"], everything["true_preds"], everything["found"]) == (3, 2, 2)
+    assert (judged["preds"], judged["true_preds"], judged["found"], judged["labels"]) == (2, 2, 2, 2)

@@ -49,20 +49,24 @@ from torch import nn
 from core.errors import InputError
 from datasets.labelled import LabelledScene
 from datasets.labels import LabelSet, read_labels
+from detect.judge import score_plots
 from detect.pipeline import detect_plots
 from detect.predict import model_grid
 from detect.raster import inspect_raster, open_raster
-from detect.vectorize import Sweep, VectorParams, vectorize_sweep
+from detect.vectorize import Sweep, VectorParams, vectorize, vectorize_sweep
 from models.checkpoint import ModelSpec
+from models.plotnet import JudgeSpec
 from training.matching import area_m2, clip, lonlat_transformer, match
 from training.pixels import EvalGrid, count_pixels
 from training.report import DEFAULT_THRESHOLDS, TARGET_RECALL, EvalReport, PlotCounts, SceneResult, summarise
 
 __all__ = [
+    "evaluate_judged",
     "evaluate_plot_files",
     "evaluate_plots",
     "evaluate_prob_raster",
     "evaluate_scenes",
+    "judged_plots",
 ]
 
 
@@ -196,6 +200,56 @@ def evaluate_prob_raster(
         if ds.crs != prob_crs:
             raise InputError(f"{prob_path}: its CRS differs from {scene.raster}'s; it was not predicted from it")
     return _score_sweep(scene, vectorize_sweep(prob_path, params, ts, source=scene.raster.name))
+
+
+def judged_plots(
+    scene: LabelledScene,
+    prob_path: str | Path,
+    stage1_threshold: float,
+    judge: nn.Module,
+    judge_spec: JudgeSpec,
+    *,
+    thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
+    params: VectorParams | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[dict[float, list[BaseGeometry]], EvalGrid]:
+    """A two-stage model's plots on one scene at each plot-score threshold: the first stage's plots at its own
+    threshold, judged as inference judges them (:func:`detect.judge.score_plots`), kept where their score reaches
+    the threshold; with the probability raster's grid (for pixel counts).
+
+    Args:
+        scene: The scene the probability raster was predicted from.
+        prob_path: The first stage's probability raster of the scene.
+        stage1_threshold: The first stage's (recall-first) threshold.
+        judge: The judge network.
+        judge_spec: Its spec (chips, calibration).
+        thresholds: Plot-score thresholds.
+        params: Vectorising settings (minimum area, clean-up); the threshold is ``stage1_threshold``.
+        device: Where the judge runs.
+    """
+    ts = _check_thresholds(thresholds)
+    params = dataclasses.replace(params or VectorParams(), threshold=stage1_threshold)
+    proposals = [p.geometry for p in vectorize(prob_path, params, source=scene.raster.name).plots]
+    scores: Sequence[float] = []
+    if proposals:
+        with open_raster(scene.raster) as ds:
+            _, scores = score_plots(ds, inspect_raster(ds), proposals, judge, judge_spec, device=device)
+    with open_raster(prob_path) as prob:
+        grid = EvalGrid(prob.height, prob.width, prob.transform)
+    return {t: [g for g, s in zip(proposals, scores, strict=True) if s >= t] for t in ts}, grid
+
+
+def evaluate_judged(
+    scene: LabelledScene,
+    prob_path: str | Path,
+    stage1_threshold: float,
+    judge: nn.Module,
+    judge_spec: JudgeSpec,
+    **kwargs: Any,
+) -> SceneResult:
+    """Score a two-stage model on one scene at each plot-score threshold (arguments as :func:`judged_plots`)."""
+    plots, grid = judged_plots(scene, prob_path, stage1_threshold, judge, judge_spec, **kwargs)
+    return evaluate_plots(scene, plots, grid)
 
 
 def _score_sweep(scene: LabelledScene, sweep: Sweep) -> SceneResult:
