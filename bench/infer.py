@@ -186,11 +186,11 @@ def child(args: argparse.Namespace) -> None:
         str(args.weights),
         "--device",
         args.device,
-        "--batch-size",
-        str(args.batch_size),
         "--overwrite",
         "--quiet",
     ]
+    if args.batch_size is not None:
+        argv += ["--batch-size", str(args.batch_size)]
     if args.threshold is not None:
         argv += ["--threshold", str(args.threshold)]
     # ru_maxrss here is the high-water mark so far: Python, torch and the imports, before infer.main runs.
@@ -241,11 +241,11 @@ def run_once(args: argparse.Namespace, scene: Path, weights: Path, out: Path) ->
         str(out),
         "--threads",
         str(args.threads),
-        "--batch-size",
-        str(args.batch_size),
         "--device",
         args.device,
     ]
+    if args.batch_size is not None:
+        cmd += ["--batch-size", str(args.batch_size)]
     if args.threshold is not None:
         cmd += ["--threshold", str(args.threshold)]
     if args.sensitivity is not None:
@@ -328,7 +328,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=10000, help="scene width in pixels (default 10000)")
     p.add_argument("--height", type=int, default=None, help="scene height in pixels (default: --size, square)")
     p.add_argument("--runs", type=int, default=1, help="runs; medians are reported (default 1: 10000 px takes minutes)")
-    p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (infer.py's default 8)")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default: infer.py's)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads in the run (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threshold", type=float, default=None, help="passed to infer.py (default: the model's)")
@@ -401,7 +401,7 @@ def main(args: argparse.Namespace) -> None:
     )
     print(f"model: {model_desc}")
     print(
-        f"device {args.device}, {args.threads} torch threads, batch {args.batch_size}, tile {tile}, "
+        f"device {args.device}, {args.threads} torch threads, batch {s0['parameters']['batch_size']}, tile {tile}, "
         f"GDAL_CACHEMAX {cachemax}, median of {args.runs} run(s); plots found: {s0['plots']['count']}"
     )
     print(f"tiles: {tiles['run']} run, {tiles['skipped']} skipped of {tiles['total']}")
