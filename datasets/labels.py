@@ -234,6 +234,8 @@ def read_labels(path: str | Path, dst_crs: Any, *, layer: str | int | None = Non
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # our own note above replaces pyogrio's layer warning
+            # GDAL's note on an unclosed ring: such rings are closed below (from_wkb on_invalid="fix").
+            warnings.filterwarnings("ignore", "Non closed ring detected", RuntimeWarning)
             meta, _, wkb, field_data = pyogrio.raw.read(p, layer=layer, force_2d=True, datetime_as_string=True)
     except Exception as exc:
         raise InputError(f"{path}: could not read layer {layer!r} ({exc}); check the file and layer name") from exc
