@@ -33,7 +33,9 @@ import contextlib
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from core.errors import PoppyError
 
@@ -188,19 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     from detect.export import parse_formats
     from detect.flight import check_flight_outputs, flight_entries, write_flight_summary
     from detect.inputs import check_out_dir, output_stems
-    from detect.pipeline import (
-        InputCheck,
-        RunOptions,
-        check_input,
-        duration_text,
-        enforce_quality,
-        estimate_record,
-        find_inputs,
-        finished_inputs,
-        prepare,
-        run_one,
-        warm_up,
-    )
+    from detect.pipeline import RunOptions, estimate_record, find_inputs, finished_inputs, prepare, run_one
     from detect.predict import resolve_device
     from detect.raster import parse_bands
     from models.checkpoint import default_weights_path, load_checkpoint, load_judge
@@ -271,30 +261,10 @@ def _run(args: argparse.Namespace) -> int:
         failed.append((path, message, code))
         tqdm.write(f"error: {message}", file=sys.stderr)
 
-    # Quality gates before any run: the verdict of each input, refused ones left out (or the batch stops).
-    checks: dict[Path, InputCheck] = {}
-    for path in todo:
-        try:
-            if args.keep_going:
-                plans[path] = prepare([path], options, spec, warn=warn, stems=stems)[path]
-            check = check_input(path, options, spec)
-            if not args.quiet or check.quality.verdict != "ok":
-                print(check.quality.line(path.name), file=sys.stderr)
-            enforce_quality(check)
-            checks[path] = check
-        except Exception as exc:
-            fail(path, exc)
+    checks = _gate(todo, options, spec, plans, stems=stems, args=args, warn=warn, fail=fail)
     runnable = [p for p in todo if p in checks]
-
-    # The run-time estimate: a few tiles of the first input through the model, times the tiles of all.
-    per_tile, timed = warm_up(runnable[0], model, spec, options) if runnable else (0.0, 0)
+    per_tile, timed = _estimate(runnable, checks, model, spec, options, quiet=args.quiet)
     tiles = sum(checks[p].tiles for p in runnable)
-    if runnable and not args.quiet:
-        print(
-            f"estimate: {duration_text(tiles * per_tile)} on this machine for the model stage ({tiles} tiles at "
-            f"{per_tile:.3g} s/tile, measured on {timed} warm-up tiles)",
-            file=sys.stderr,
-        )
     results = {}
     with tqdm(total=tiles, unit="tile", disable=args.quiet, dynamic_ncols=True, desc="batch") as bar:
         for i, path in enumerate(runnable, 1):
@@ -321,6 +291,61 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {path}: {message}", file=sys.stderr)
         return 2 if all(code == 2 for *_, code in failed) else 1  # 1 when any was a bug
     return 0
+
+
+def _gate(
+    todo: list[Path],
+    options: Any,
+    spec: Any,
+    plans: dict,
+    *,
+    stems: dict,
+    args: argparse.Namespace,
+    warn: Callable[[str], None],
+    fail: Callable[[Path, Exception], None],
+) -> dict:
+    """Quality gates before any run: each input's verdict printed, refused ones left out (or the batch stops).
+
+    With ``--keep-going`` each input is also prepared here (into ``plans``), its failure noted by ``fail``.
+    Returns the :class:`detect.pipeline.InputCheck` of every input that may run.
+    """
+    from detect.pipeline import check_input, enforce_quality, prepare
+
+    checks = {}
+    for path in todo:
+        try:
+            if args.keep_going:
+                plans[path] = prepare([path], options, spec, warn=warn, stems=stems)[path]
+            check = check_input(path, options, spec)
+            if not args.quiet or check.quality.verdict != "ok":
+                print(check.quality.line(path.name), file=sys.stderr)
+            enforce_quality(check)
+            checks[path] = check
+        except Exception as exc:
+            fail(path, exc)
+    return checks
+
+
+def _estimate(
+    runnable: list[Path], checks: dict, model: Any, spec: Any, options: Any, *, quiet: bool
+) -> tuple[float, int]:
+    """The run-time estimate: a few tiles of the first input through the model; printed for all inputs' tiles.
+
+    Returns ``(seconds_per_tile, tiles_timed)``.
+    """
+    from detect.pipeline import duration_text, warm_up
+
+    if not runnable:
+        return 0.0, 0
+    per_tile, timed = warm_up(runnable[0], model, spec, options)
+    tiles = sum(checks[p].tiles for p in runnable)
+    if not quiet:
+        print(
+            f"estimate: {duration_text(tiles * per_tile)} on this machine for the model stage ({tiles} tiles at "
+            f"{per_tile:.3g} s/tile, measured on {timed} warm-up tiles)",
+            file=sys.stderr,
+        )
+    return per_tile, timed
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ Everything is measured on samples, never on the whole raster:
   :func:`blur_effect`): the share of the image's edge contrast that survives a further strong blur. It is a
   ratio, so it does not depend on the window's size, brightness or contrast, only on how sharp its edges are.
   Calibration (docs/quality_gates.md): on generated scenes at 3 cm/px and real drone frames resampled to 3 cm
-  it reads 0.15-0.28 sharp, 0.34-0.50 blurred by a Gaussian of sigma 1.5 model pixels and 0.76-0.82 at sigma
+  it reads 0.18-0.31 sharp, 0.31-0.50 blurred by a Gaussian of sigma 1.5 model pixels and 0.73-0.81 at sigma
   4. Windows with too little texture to judge (water, bare concrete: luminance standard deviation under
   :data:`FLAT_STD`) are left out.
 - **GSD** against the model's, with :func:`detect.predict.check_gsd`'s limits (the same numbers refuse here and
@@ -26,7 +26,7 @@ Everything is measured on samples, never on the whole raster:
 
 What refuses and what only warns is chosen so that a false refusal, which blocks a police run, needs an input
 that is clearly unusable: almost no valid pixel, the GSD far out of range, blur far past the point where
-flowers merge (sigma 4 model pixels, well past the blur of a 3x coarser export), or most of the ground clipped to
+flowers merge (sigma 3-4 model pixels, twice the blur of a 3x coarser export), or most of the ground clipped to
 white or black. Everything milder warns. Thresholds are module constants with the reason beside each.
 """
 
@@ -66,12 +66,13 @@ CLIP_HIGH = 250  # every band at or above: clipped white (JPEG ringing keeps sat
 CLIP_LOW = 5  # every band at or below: clipped black
 
 # Blur (median of the windows' blur_effect), measured in docs/quality_gates.md: sharp generated scenes and real
-# drone frames resampled to 3 cm read 0.15-0.28; blurred by a Gaussian of sigma 1.5 model px (about the blur of
-# an export 3x coarser than the model, upsampled: the GSD limit) 0.34-0.50; sigma 3 0.62-0.74; sigma 4 0.76-0.82;
-# sigma 6 0.88-0.91. Warn between sharp and sigma 1.5 (single flowers are going). Refuse from sigma 4 only (12 cm
-# at 3 cm/px: only field-scale patches are left and the model cannot work); no sharp scene comes near.
+# drone frames resampled to 3 cm read 0.18-0.31; blurred by a Gaussian of sigma 1.5 model px (about the blur of
+# an export 3x coarser than the model, upsampled: the GSD limit) 0.31-0.50; sigma 3 0.60-0.71; sigma 4 0.73-0.81.
+# Warn from just above the blurriest sharp image (most sigma-1.5 images are over it: single flowers are going).
+# Refuse from sigma 3-4 (9-12 cm at 3 cm/px: only field-scale patches are left, the model cannot work), more
+# than twice the blurriest sharp image.
 BLUR_WARN = 0.33
-BLUR_REFUSE = 0.75
+BLUR_REFUSE = 0.70
 # One window alone varies with what it shows (a smooth field of bare soil reads blurrier than a village): sharp
 # windows reached 0.32, so a window counts as blurred from 0.45 (most windows of sigma-3 scenes are over it), and
 # a quarter of the windows so blurred warns: a blurred part of the flight (a gust, a strip).
@@ -81,7 +82,10 @@ BLURRED_SHARE_WARN = 0.25
 # plots; most of the ground clipped leaves nothing to see.
 CLIPPED_WARN = 0.05
 DARK_WARN = 0.10  # also black borders without a mask or nodata value: worth a look either way
-CLIPPED_REFUSE = 0.80
+# Refused: most of the ground white (nothing of plants is left: measured mean luminance 254 at 77 % clipped);
+# black only when almost all of it is, because black borders without a mask or nodata value count as ground here.
+CLIPPED_WHITE_REFUSE = 0.60
+CLIPPED_BLACK_REFUSE = 0.95
 LUMA_LOW_WARN = 45.0  # mean luminance (8-bit) under this: under-exposed, shadows carry no detail
 LUMA_HIGH_WARN = 200.0  # over this: over-exposed, flowers and bright leaves wash out
 # Nodata (share of the raster outside the valid footprint). Irregular flight footprints leave 20-60 % empty;
@@ -226,7 +230,8 @@ def judge(
     allowed = " (--allow-gsd-mismatch)" if allow_gsd else ""
     if r.gsd_ratio > max_gsd_ratio:
         gsd_out.append(
-            f"GSD {r.gsd_m * 100:.3g} cm/px is {r.gsd_ratio:.1f}x coarser than the model's {model_cm:.3g}{allowed}"
+            f"GSD {r.gsd_m * 100:.3g} cm/px is {r.gsd_ratio:.1f}x coarser than the model's "
+            f"{model_cm:.3g} cm/px{allowed}"
         )
     elif r.gsd_ratio < min_gsd_ratio:
         gsd_out.append(f"GSD {r.gsd_m * 1000:.3g} mm/px is {1 / r.gsd_ratio:.0f}x finer than the model's{allowed}")
@@ -245,19 +250,21 @@ def judge(
             warn.append(f"blurred in {r.blurred_share:.0%} of sampled windows (median blur {r.blur_median:.2f})")
     elif r.blur_windows == 0 and r.flat_windows > 0:
         warn.append("too little texture to measure sharpness")
-    if r.clipped_white_share >= CLIPPED_REFUSE:
+    if r.clipped_white_share >= CLIPPED_WHITE_REFUSE:
         refuse.append(f"over-exposed: {r.clipped_white_share:.0%} of the ground clipped to white")
     elif r.clipped_white_share >= CLIPPED_WARN or r.mean_luminance > LUMA_HIGH_WARN:
         warn.append(
             f"over-exposed: {r.clipped_white_share:.0%} clipped to white, mean luminance {r.mean_luminance:.0f}"
         )
-    if r.clipped_black_share >= CLIPPED_REFUSE:
+    if r.clipped_black_share >= CLIPPED_BLACK_REFUSE:
         refuse.append(f"under-exposed: {r.clipped_black_share:.0%} of the ground clipped to black")
-    elif r.clipped_black_share >= DARK_WARN or r.mean_luminance < LUMA_LOW_WARN:
+    elif r.clipped_black_share >= DARK_WARN:
         warn.append(
-            f"dark: {r.clipped_black_share:.0%} clipped to black (black borders without a mask?), "
+            f"dark: {r.clipped_black_share:.0%} clipped to black (black borders without a mask or nodata value?), "
             f"mean luminance {r.mean_luminance:.0f}"
         )
+    elif r.mean_luminance < LUMA_LOW_WARN:
+        warn.append(f"under-exposed: mean luminance {r.mean_luminance:.0f}")
     stretch = r.bands.get("value_scaling", "")
     if "stretched" in stretch:
         warn.append("colours guessed from a percentile stretch of non-8-bit data")

@@ -129,6 +129,10 @@ def _run_section(record: Mapping[str, Any], plots: Sequence[DetectedPlot], sourc
         if point.get("note"):
             rows.append(("How it was chosen", point["note"]))
     rows.append(("Score", record.get("score", "")))
+    quality = record.get("quality") or {}
+    if quality:  # the quality gates' verdict: a warning here means plots may have been missed
+        verdict = quality.get("verdict", "") + (" (run anyway: --force)" if quality.get("forced") else "")
+        rows.append(("Input quality", "; ".join([verdict, *quality.get("reasons", [])])))
     out = ["<h2>This run</h2>", "<dl>"]
     out += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows]
     out.append("</dl>")

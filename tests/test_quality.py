@@ -119,9 +119,11 @@ def report(**kw: float) -> QualityReport:
         # exposure
         ({"clipped_white_share": 0.10}, "warn", "over-exposed: 10% clipped to white"),
         ({"mean_luminance": 215.0}, "warn", "mean luminance 215"),
-        ({"clipped_white_share": 0.85}, "refuse", "85% of the ground clipped to white"),
-        ({"clipped_black_share": 0.20}, "warn", "black borders without a mask?"),
-        ({"clipped_black_share": 0.90}, "refuse", "under-exposed"),
+        ({"clipped_white_share": 0.65}, "refuse", "65% of the ground clipped to white"),
+        ({"clipped_black_share": 0.20}, "warn", "black borders without a mask or nodata value?"),
+        ({"clipped_black_share": 0.90}, "warn", "90% clipped to black"),  # maybe a border: the rest may be fine
+        ({"clipped_black_share": 0.97}, "refuse", "under-exposed: 97% of the ground clipped to black"),
+        ({"mean_luminance": 30.0}, "warn", "under-exposed: mean luminance 30"),
         # nodata
         ({"nodata_share": 0.5}, "ok", ""),  # an irregular footprint is normal
         ({"nodata_share": 0.95}, "warn", "95% of the raster is nodata"),
@@ -175,7 +177,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ("clean", "ok", ""),
         ("blurred", "refuse", "blurred (blur"),
         ("bright", "refuse", "clipped to white"),
-        ("coarse", "refuse", "GSD 15 cm/px is 5.0x coarser than the model's 3"),
+        ("coarse", "refuse", "GSD 15 cm/px is 5.0x coarser than the model's 3 cm/px"),
         ("nodata", "refuse", "of the raster is nodata"),
     ],
 )
@@ -276,6 +278,7 @@ def test_keep_going_runs_the_rest_and_the_flight_summary_lists_all(
     assert "Flight summary: 3 orthomosaics" in page and "2 of 3 run" in page
     assert '<a href="clean.report.html">clean.tif</a>' in page and '<a href="second.report.html">' in page
     assert "refused" in page and "of the raster is nodata" in page
+    assert "<dt>Input quality</dt><dd>ok</dd>" in (out / "clean.report.html").read_text()  # each report says it too
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
     counts = {n: json.loads((out / f"{n}.summary.json").read_text())["plots"]["count"] for n in ("clean", "second")}
     info = pyogrio.read_info(out / "flight.gpkg", layer="plots")
