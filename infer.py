@@ -262,7 +262,7 @@ def _run(args: argparse.Namespace) -> int:
         tqdm.write(f"error: {message}", file=sys.stderr)
 
     checks = _gate(todo, options, spec, plans, stems=stems, args=args, warn=warn, fail=fail)
-    runnable = [p for p in todo if p in checks]
+    runnable = [p for p in todo if p in checks and p not in {f for f, *_ in failed}]
     per_tile, timed = _estimate(runnable, checks, model, spec, options, quiet=args.quiet)
     tiles = sum(checks[p].tiles for p in runnable)
     results = {}
@@ -307,7 +307,7 @@ def _gate(
     """Quality gates before any run: each input's verdict printed, refused ones left out (or the batch stops).
 
     With ``--keep-going`` each input is also prepared here (into ``plans``), its failure noted by ``fail``.
-    Returns the :class:`detect.pipeline.InputCheck` of every input that may run.
+    Returns the :class:`detect.pipeline.InputCheck` of every input measured (refused ones included).
     """
     from detect.pipeline import check_input, enforce_quality, prepare
 
@@ -317,10 +317,10 @@ def _gate(
             if args.keep_going:
                 plans[path] = prepare([path], options, spec, warn=warn, stems=stems)[path]
             check = check_input(path, options, spec)
+            checks[path] = check  # refused ones too: the flight summary shows their numbers
             if not args.quiet or check.quality.verdict != "ok":
                 print(check.quality.line(path.name), file=sys.stderr)
             enforce_quality(check)
-            checks[path] = check
         except Exception as exc:
             fail(path, exc)
     return checks
