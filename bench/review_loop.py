@@ -5,8 +5,9 @@
    different seeds; the held-out ones are never trained on.
 2. Run ``infer.py`` with the shipped model (its default settings) over the review scenes: ``STEM.gpkg`` per scene.
 3. Review each output as an analyst would, scripted from the ground truth by the rule validation uses
-   (:func:`training.matching.match_each`): a true detection gets ``review = confirmed``, a false alarm
-   ``rejected``, and every plot it missed is drawn as a new feature (no ``plot_id``) with ``review = added``.
+   (:func:`training.matching.match_each`): a true detection gets ``review = confirmed`` and its outline is fixed
+   to the plot(s) it hits, a false alarm gets ``rejected``, and every plot it missed is drawn as a new feature
+   (no ``plot_id``) with ``review = added``.
    The reviewed GeoPackage goes beside a link to its orthomosaic in ``WORK/reviewed/``.
 4. ``train.py --reviewed WORK/reviewed --init default`` (validation: whole reviewed scenes held out by train.py,
    never the held-out scenes).
@@ -105,7 +106,15 @@ def review(raster: Path, detections: Path, truth: Path, out: Path) -> dict[str, 
     keep = [i for i, f in enumerate(meta["fields"]) if str(f).lower() != "review"]
     names, fields = [str(meta["fields"][i]) for i in keep], [fields[i] for i in keep]
     missed = [g for g, f in zip(truth_set.geometries, found, strict=True) if not f]
-    geoms = np.array([shapely.to_wkb(g) for g in [*preds, *missed]], dtype=object)
+    # The analyst confirms a true detection and, in QGIS's vertex tool, fixes its outline to the plot on the image:
+    # inside a confirmed outline is poppy and around it background, so the model's outline (often a part of the
+    # plot, or the plot and its neighbours) would teach wrong pixels.
+    tree = shapely.STRtree(truth_set.geometries)
+    outlines = [
+        shapely.union_all([truth_set.geometries[int(i)] for i in tree.query(g, predicate="intersects")]) if t else g
+        for g, t in zip(preds, is_true, strict=True)
+    ]
+    geoms = np.array([shapely.to_wkb(g) for g in [*outlines, *missed]], dtype=object)
     columns = [np.concatenate([col, np.full(len(missed), None, dtype=col.dtype)]) if col.dtype == object
                else np.concatenate([col, np.full(len(missed), np.nan)]) for col in fields]  # fmt: skip
     verdicts = ["confirmed" if t else "rejected" for t in is_true] + ["added"] * len(missed)
