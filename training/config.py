@@ -33,6 +33,9 @@ class TrainConfig:
 
     data: str | None = None
     val_data: str | None = None
+    reviewed: str | None = None  # folder of NAME.tif + reviewed infer.py output (review field): verdicts as labels
+    unreviewed_as: str = "ignore"  # the ground nobody reviewed: ignored (safe: it may hold poppy) or "negative"
+    rejected_share: float = 0.25  # share of chips centred on rejected plots: the false alarms analysts found
     arch: str | None = None  # None: fastunet (the CPU-friendly network), or the --init checkpoint's
     arch_args: str | None = None  # JSON; None: the network's defaults, or the --init checkpoint's
     init: str | None = None
@@ -133,6 +136,22 @@ class TrainConfig:
             ),
             (s.mine_every >= 1, f"--mine-every {s.mine_every}: must be at least 1"),
             (
+                s.unreviewed_as in ("ignore", "negative"),
+                f"--unreviewed-as {s.unreviewed_as}: must be ignore (only reviewed plots and their surroundings "
+                "teach) or negative (the rest of the orthomosaic is background)",
+            ),
+            (
+                0 <= s.rejected_share < 1
+                and (s.reviewed is None or s.positive_fraction + s.hard_negatives + s.rejected_share <= 1),
+                f"--rejected-share {s.rejected_share}: must be 0 or more, and with --positive-fraction "
+                f"{s.positive_fraction} and --hard-negatives {s.hard_negatives} at most 1 in all (e.g. 0.25)",
+            ),
+            (
+                s.reviewed is not None or not {"unreviewed_as", "rejected_share"} & set(given),
+                "--unreviewed-as and --rejected-share apply to reviewed outputs; give --reviewed DIR",
+            ),
+            (s.reviewed is None or s.pretrain is None, "--reviewed applies to poppy training, not to --pretrain"),
+            (
                 s.hard_negatives == 0 or s.pretrain is None,
                 "--hard-negatives applies to poppy training, not to --pretrain",
             ),
@@ -152,8 +171,9 @@ class TrainConfig:
                 "--judge trains the second stage of the --judge checkpoint; drop --pretrain/--init/--hard-negatives",
             ),
             (
-                s.data is not None or s.synthetic > 0 or s.pretrain is not None,
-                "give --data DIR (labelled orthomosaics), --synthetic N or --pretrain DATASET:PATH",
+                s.data is not None or s.reviewed is not None or s.synthetic > 0 or s.pretrain is not None,
+                "give --data DIR (labelled orthomosaics), --reviewed DIR (reviewed infer.py outputs), --synthetic N "
+                "or --pretrain DATASET:PATH",
             ),
         ]
         for ok, message in checks:
