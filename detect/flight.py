@@ -483,12 +483,13 @@ def _skip_reason(meta: FrameMeta, options: FlightOptions) -> tuple[str | None, C
     return None, camera
 
 
-def _place(meta: FrameMeta, camera: Camera, crs: CRS, budget: ErrorBudget) -> FrameResult:
-    """Georeference a frame that passed :func:`_skip_reason`."""
+def _place(meta: FrameMeta, camera: Camera, crs: CRS, budget: ErrorBudget, *, forced: bool = False) -> FrameResult:
+    """Georeference a frame that passed :func:`_skip_reason`. The EXIF focal length wins over the table's (zoom
+    lenses), not over a camera given by hand (``forced``)."""
     if meta.lat is None or meta.lon is None or meta.height_m is None or meta.yaw_deg is None:
         raise ValueError(f"{meta.path}: not placeable (see _skip_reason)")  # a bug if reached
     pose = Pose(meta.lat, meta.lon, meta.height_m, meta.yaw_deg, meta.pitch_deg or -90.0, meta.roll_deg or 0.0)
-    focal = meta.focal_mm if meta.focal_mm and meta.focal_mm > 0 else camera.focal_mm
+    focal = meta.focal_mm if meta.focal_mm and meta.focal_mm > 0 and not forced else camera.focal_mm
     optics = Optics(meta.height, meta.width, camera.sensor_width_mm / meta.width, focal)
     georef = frame_georeference(pose, optics, crs)
     g = georef.gsd_m
@@ -554,8 +555,7 @@ def _detect_frame(
     spec: ModelSpec,
     params: VectorParams,
     options: RunOptions,
-    judge: tuple[nn.Module, JudgeSpec] | None,
-    judge_threshold: float,
+    judge: tuple[nn.Module, JudgeSpec, float] | None,
 ) -> list[DetectedPlot]:
     """Run the detector on one placed frame; the plots in its upright coordinates. Raises InputError for a
     frame the model cannot take (its GSD)."""
@@ -580,7 +580,7 @@ def _detect_frame(
             )
             plots = det.plots
             if judge is not None:
-                plots = judge_plots(ds, info, plots, judge[0], judge[1], judge_threshold, device=det.prediction.device)
+                plots = judge_plots(ds, info, plots, judge[0], judge[1], judge[2], device=det.prediction.device)
     finally:
         tif.unlink(missing_ok=True)
     return plots
@@ -700,6 +700,54 @@ def _write_previews(folder: Path, frames: Sequence[FrameResult], plots: Sequence
             write_preview(folder / f"{frame.meta.path.stem}.preview.jpg", ds, info, shown, overwrite=True)
 
 
+def _read_frames(frames: Sequence[Path], flight: FlightOptions) -> list[FrameResult]:
+    """Every frame's tags, and why it cannot be placed (None where it can)."""
+    results: list[FrameResult] = []
+    for path in frames:
+        try:
+            meta = read_frame(path)
+        except InputError as exc:
+            results.append(FrameResult(FrameMeta(Path(path), 0, 0, 0), reason=str(exc).split(": ", 1)[-1]))
+            continue
+        reason, camera = _skip_reason(meta, flight)
+        results.append(FrameResult(meta, reason=reason, camera=camera))
+    return results
+
+
+def _nothing_placed(what: str, results: Sequence[FrameResult]) -> InputError:
+    """The error of a flight without a usable frame, with the first frames' reasons."""
+    reasons = "; ".join(f"{f.name}: {f.reason}" for f in results[:5])
+    return InputError(f"{what}: {reasons}" + ("; ..." if len(results) > 5 else ""))
+
+
+def _search_frame(
+    frame: FrameResult,
+    camera: Camera,
+    crs: CRS,
+    work: Path,
+    model: nn.Module,
+    spec: ModelSpec,
+    params: VectorParams,
+    options: RunOptions,
+    flight: FlightOptions,
+    judge: tuple[nn.Module, JudgeSpec, float] | None,
+) -> FrameResult:
+    """Place one frame and run the detector on it; the frame skipped with the reason when either cannot be done
+    (a ray above the horizon, a GSD the model cannot take)."""
+    try:
+        placed = _place(frame.meta, camera, crs, flight.budget, forced=flight.camera is not None)
+    except ValueError as exc:
+        frame.reason = " ".join(str(exc).split())
+        return frame
+    try:
+        plots = _detect_frame(placed, crs, work, model, spec, params, options, judge)
+    except InputError as exc:
+        frame.reason = " ".join(str(exc).split(": ", 1)[-1].split())  # without the temporary file's name
+        return frame
+    placed.sightings = [(-1, p) for p in plots]
+    return placed
+
+
 def run_flight(
     frames: Sequence[Path],
     model: nn.Module,
@@ -741,49 +789,29 @@ def run_flight(
     point = resolve_operating_point(spec, judge[1] if judge else None, options.sensitivity, options.threshold)
     params = VectorParams(threshold=spec.threshold if judge else point.threshold, min_area_m2=options.min_area_m2)
     params.check()
+    # The second stage keeps plots whose score reaches the operating point; the first proposes at its own threshold.
+    judging = (judge[0], judge[1], point.threshold) if judge is not None else None
 
-    results: list[FrameResult] = []
-    for path in frames:
-        try:
-            meta = read_frame(path)
-        except InputError as exc:
-            results.append(FrameResult(FrameMeta(Path(path), 0, 0, 0), reason=str(exc).split(": ", 1)[-1]))
-            continue
-        reason, camera = _skip_reason(meta, flight)
-        results.append(FrameResult(meta, reason=reason, camera=camera))
+    results = _read_frames(frames, flight)
     placed = [f for f in results if f.reason is None]
     if not placed:
-        raise InputError(
-            f"none of the {len(results)} frame(s) could be placed: "
-            + "; ".join(f"{f.name}: {f.reason}" for f in results[:5])
-            + ("; ..." if len(results) > 5 else "")
-        )
-    first = placed[0].meta
-    crs = utm_crs(first.lon, first.lat)  # type: ignore[arg-type]
+        raise _nothing_placed(f"none of the {len(results)} frame(s) could be placed", results)
+    crs = utm_crs(placed[0].meta.lon, placed[0].meta.lat)  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
-    work = out / f".{stem}.frames-work"
+    work = out / f".{stem}.frames-work"  # the temporary upright GeoTIFFs and probability rasters
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    judge_threshold = point.threshold
     try:
         for k, frame in enumerate(results):
-            if frame.reason is not None or frame.camera is None:
-                say(frame.line())
-                continue
-            try:
-                placed_frame = _place(frame.meta, frame.camera, crs, flight.budget)
-                plots = _detect_frame(placed_frame, crs, work, model, spec, params, options, judge, judge_threshold)
-            except (InputError, ValueError) as exc:
-                frame.reason = " ".join(str(exc).split(": ", 1)[-1].split())
-                say(frame.line())
-                continue
-            placed_frame.sightings = [(-1, p) for p in plots]
-            results[k] = placed_frame
-            say(placed_frame.line())
+            if frame.reason is None and frame.camera is not None:
+                results[k] = _search_frame(
+                    frame, frame.camera, crs, work, model, spec, params, options, flight, judging
+                )
+            say(results[k].line())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not any(f.reason is None for f in results):
-        raise InputError("no frame could be searched: " + "; ".join(f"{f.name}: {f.reason}" for f in results[:5]))
+        raise _nothing_placed("no frame could be searched", results)
     plots = _merge(results, crs, flight.budget)
     record = _flight_record(frames, results, plots, crs, spec, weights_path, options, flight, params, point, paths)
     _write_flight_outputs(paths, stem, results, plots, crs, options)
@@ -823,6 +851,29 @@ def _write_flight_outputs(
     write_feature_collection(paths["footprints"], features, overwrite=ow)
 
 
+def _frame_row(f: FrameResult, plot_ids: Sequence[str]) -> dict[str, Any]:
+    """A frame's entry in the summary: its tags, placement, expected error and plots, or why it was skipped."""
+    m = f.meta
+    return {
+        "frame": f.name,
+        "status": "placed" if f.reason is None else "skipped",
+        "reason": f.reason,
+        "camera": m.model or None,
+        "lat": m.lat,
+        "lon": m.lon,
+        "height_m": m.height_m,
+        "yaw_deg": m.yaw_deg,
+        "yaw_from": m.yaw_source or None,
+        "pitch_deg": m.pitch_deg,
+        "gsd_m": None if f.georef is None else round(f.georef.gsd_m, 5),
+        "error_centre_m": None if f.error_centre_m is None else round(f.error_centre_m, 2),
+        "error_corner_m": None if f.error_corner_m is None else round(f.error_corner_m, 2),
+        "affine_residual_m": None if f.georef is None else round(f.georef.affine_residual_m, 3),
+        "detections": len(f.sightings),
+        "plots": list(plot_ids),
+    }
+
+
 def _flight_record(
     frames: Sequence[Path],
     results: Sequence[FrameResult],
@@ -841,29 +892,7 @@ def _flight_record(
     for p in plots:
         for name in p.frames:
             by_frame.setdefault(name, []).append(p.plot_id)
-    frame_rows = []
-    for f in results:
-        m = f.meta
-        frame_rows.append(
-            {
-                "frame": f.name,
-                "status": "placed" if f.reason is None else "skipped",
-                "reason": f.reason,
-                "camera": m.model or None,
-                "lat": m.lat,
-                "lon": m.lon,
-                "height_m": m.height_m,
-                "yaw_deg": m.yaw_deg,
-                "yaw_from": m.yaw_source or None,
-                "pitch_deg": m.pitch_deg,
-                "gsd_m": None if f.georef is None else round(f.georef.gsd_m, 5),
-                "error_centre_m": None if f.error_centre_m is None else round(f.error_centre_m, 2),
-                "error_corner_m": None if f.error_corner_m is None else round(f.error_corner_m, 2),
-                "affine_residual_m": None if f.georef is None else round(f.georef.affine_residual_m, 3),
-                "detections": len(f.sightings),
-                "plots": by_frame.get(f.name, []),
-            }
-        )
+    frame_rows = [_frame_row(f, by_frame.get(f.name, [])) for f in results]
     return {
         "input": str(Path(frames[0]).absolute().parent),
         "kind": "flight frames",
