@@ -547,29 +547,46 @@ def _place_geometry(frame: FrameResult, crs: CRS, geom: Polygon) -> Polygon:
     return orient(shapely.transform(geom, to_map), sign=1.0)
 
 
-def _detect_frame(
-    frame: FrameResult,
-    crs: CRS,
-    work: Path,
-    model: nn.Module,
-    spec: ModelSpec,
-    params: VectorParams,
-    options: RunOptions,
-    judge: tuple[nn.Module, JudgeSpec, float] | None,
-) -> list[DetectedPlot]:
+@dataclass(frozen=True)
+class _Search:
+    """What searching a flight's frames needs, the same for every frame.
+
+    Attributes:
+        crs: The flight's CRS.
+        work: Folder of the temporary upright GeoTIFFs and probability rasters.
+        model: The network.
+        spec: Its spec.
+        params: Threshold and clean-up of the first stage.
+        options: The run's settings.
+        flight: Camera table, error budget, nadir tolerance.
+        judge: The second stage and the plot-score threshold it keeps plots at, or None.
+    """
+
+    crs: CRS
+    work: Path
+    model: nn.Module
+    spec: ModelSpec
+    params: VectorParams
+    options: RunOptions
+    flight: FlightOptions
+    judge: tuple[nn.Module, JudgeSpec, float] | None
+
+
+def _detect_frame(frame: FrameResult, search: _Search) -> list[DetectedPlot]:
     """Run the detector on one placed frame; the plots in its upright coordinates. Raises InputError for a
     frame the model cannot take (its GSD)."""
-    tif = _write_upright(frame, crs, work / f"{frame.meta.path.stem}.upright.tif")
+    s, options, spec, judge = search, search.options, search.spec, search.judge
+    tif = _write_upright(frame, s.crs, s.work / f"{frame.meta.path.stem}.upright.tif")
     try:
         with open_raster(tif) as ds:
             info = inspect_raster(ds)
             check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
             det = detect_plots(
                 ds,
-                model,
+                s.model,
                 spec,
-                params,
-                temp_dir=work,
+                s.params,
+                temp_dir=s.work,
                 tile=options.tile,
                 overlap=options.overlap,
                 batch_size=options.batch_size,
@@ -720,27 +737,16 @@ def _nothing_placed(what: str, results: Sequence[FrameResult]) -> InputError:
     return InputError(f"{what}: {reasons}" + ("; ..." if len(results) > 5 else ""))
 
 
-def _search_frame(
-    frame: FrameResult,
-    camera: Camera,
-    crs: CRS,
-    work: Path,
-    model: nn.Module,
-    spec: ModelSpec,
-    params: VectorParams,
-    options: RunOptions,
-    flight: FlightOptions,
-    judge: tuple[nn.Module, JudgeSpec, float] | None,
-) -> FrameResult:
+def _search_frame(frame: FrameResult, camera: Camera, search: _Search) -> FrameResult:
     """Place one frame and run the detector on it; the frame skipped with the reason when either cannot be done
     (a ray above the horizon, a GSD the model cannot take)."""
     try:
-        placed = _place(frame.meta, camera, crs, flight.budget, forced=flight.camera is not None)
+        placed = _place(frame.meta, camera, search.crs, search.flight.budget, forced=search.flight.camera is not None)
     except ValueError as exc:
         frame.reason = " ".join(str(exc).split())
         return frame
     try:
-        plots = _detect_frame(placed, crs, work, model, spec, params, options, judge)
+        plots = _detect_frame(placed, search)
     except InputError as exc:
         frame.reason = " ".join(str(exc).split(": ", 1)[-1].split())  # without the temporary file's name
         return frame
@@ -801,12 +807,11 @@ def run_flight(
     work = out / f".{stem}.frames-work"  # the temporary upright GeoTIFFs and probability rasters
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
+    search = _Search(crs, work, model, spec, params, options, flight, judging)
     try:
         for k, frame in enumerate(results):
             if frame.reason is None and frame.camera is not None:
-                results[k] = _search_frame(
-                    frame, frame.camera, crs, work, model, spec, params, options, flight, judging
-                )
+                results[k] = _search_frame(frame, frame.camera, search)
             say(results[k].line())
     finally:
         shutil.rmtree(work, ignore_errors=True)
