@@ -5,6 +5,10 @@ For an input ``STEM`` the output folder gets (``--formats`` picks among them; th
 - ``STEM.geojson``: RFC 7946 FeatureCollection in WGS84 longitude/latitude, exterior rings counter-clockwise,
   holes clockwise, no ``crs`` member, coordinates rounded to 1e-7 degree (about 1 cm).
 - ``STEM.gpkg``: GeoPackage layer ``plots`` in the raster's own CRS, written with pyogrio (GDAL/OGR).
+
+  The GeoJSON and the GeoPackage carry an empty text field ``review`` for the analyst's verdict per plot
+  (``confirmed``, ``rejected``; missed plots drawn as new features, ``added``): ``train.py --reviewed`` learns
+  from them (:mod:`datasets.reviewed`).
 - ``STEM.kml``: KML 2.2 for Google Earth and phone apps: a Folder with, per plot, an outlined Polygon
   placemark and a Point placemark whose description gives score, area and coordinates.
 - ``STEM.csv``: one row per plot: ``plot_id, lat, lon, area_m2, score, score_kind`` (for spreadsheets and GPS
@@ -95,6 +99,7 @@ _GPKG_FIELDS = (
     "centroid_lon",
     "source",
     "model",
+    "review",  # empty: the analyst's verdict, set in QGIS (confirmed, rejected, added) for train.py --reviewed
 )
 
 
@@ -170,7 +175,7 @@ def write_geojson(
         {
             "type": "Feature",
             "id": p.plot_id,
-            "properties": {**p.properties(), "chip": chips.get(p.plot_id)},
+            "properties": {**p.properties(), "chip": chips.get(p.plot_id), "review": None},
             "geometry": _rfc7946_polygon(p.geometry_wgs84),
         }
         for p in plots
@@ -208,7 +213,9 @@ def write_gpkg(path: Path, plots: Sequence[DetectedPlot], crs: CRS, *, overwrite
     props = [p.properties() for p in plots]
     field_data = []
     for name in _GPKG_FIELDS:
-        if name in ("plot_id", "source", "model"):
+        if name == "review":  # NULL until an analyst sets it
+            field_data.append(np.array([None] * len(props), dtype=object))
+        elif name in ("plot_id", "source", "model"):
             field_data.append(np.array([d[name] for d in props], dtype=object))
         else:
             field_data.append(np.array([d[name] for d in props], dtype=np.float64))
