@@ -131,8 +131,9 @@ def cut_frame(
     model: str = CAMERA_MODEL,
     gps: bool = True,
     xmp: bool = True,
+    tilted: bool = False,
 ) -> Path:
-    """Write the nadir view from ``centre`` (site metres) at ``height_m`` and heading ``yaw`` as a tagged JPEG.
+    """Write the view from ``centre`` (site metres) at ``height_m`` and heading ``yaw`` as a tagged JPEG.
 
     Args:
         path: The JPEG.
@@ -142,17 +143,26 @@ def cut_frame(
         yaw: Heading of the image's top, degrees clockwise from north.
         size: ``(rows, cols)`` of the frame.
         gps_offset: Added to the position written in the EXIF (the GPS's error), metres east and north.
-        pitch: Written as the gimbal pitch (the view is cut straight down whatever it says); None leaves it out.
+        pitch: Written as the gimbal pitch; None leaves it out. The view is cut straight down whatever it says,
+            unless ``tilted``.
         model: The EXIF camera model.
         gps: Write the EXIF GPS position.
         xmp: Write the DJI XMP (height, attitude).
+        tilted: Cut the view of the camera tilted as ``pitch`` says: its optical axis raised from straight down
+            towards the heading by ``pitch + 90`` degrees (rays in east, north, up; each meets the ground).
     """
     rows, cols = size
-    g = height_m * (SENSOR_MM / cols) / FOCAL_MM
+    k = (SENSOR_MM / cols) / FOCAL_MM  # the tangent of a pixel's angle
     s, c = math.sin(math.radians(yaw)), math.cos(math.radians(yaw))
     jj, ii = np.meshgrid(np.arange(cols) + 0.5 - cols / 2, np.arange(rows) + 0.5 - rows / 2)
-    x = centre[0] + g * (jj * c - ii * s)
-    y = centre[1] + g * (-jj * s - ii * c)
+    t = math.radians(pitch + 90.0) if tilted and pitch is not None else 0.0
+    ahead, right, down = np.array([s, c, 0.0]), np.array([c, -s, 0.0]), np.array([0.0, 0.0, -1.0])
+    axis = math.cos(t) * down + math.sin(t) * ahead
+    up = math.cos(t) * ahead - math.sin(t) * down  # the image's top
+    ray = axis + (jj * k)[..., None] * right - (ii * k)[..., None] * up
+    reach = height_m / -ray[..., 2]
+    x = centre[0] + reach * ray[..., 0]
+    y = centre[1] + reach * ray[..., 1]
     inv = ~ortho.transform
     map_x = (inv.a * x + inv.b * y + inv.c - 0.5).astype(np.float32)
     map_y = (inv.d * x + inv.e * y + inv.f - 0.5).astype(np.float32)

@@ -345,6 +345,22 @@ def test_flight_plots_placed_and_merged(tmp_path: Path, gps_error: bool) -> None
         run_flight(frames, RedRule(), SPEC, options)
 
 
+def test_tilted_frames_are_ray_cast(tmp_path: Path) -> None:
+    """Frames 6 and 8 degrees off straight down (inside the nadir tolerance) see their plot a metre or more from
+    where a straight-down camera would: the ray-cast puts it back within centimetres."""
+    ortho = make_ortho(20.0, [(x, y, SIDE) for x, y in PLOTS.values()])
+    folder = tmp_path / "tilted"
+    folder.mkdir()
+    cut_frame(folder / "a.jpg", ortho, (-6.5, 2.5), HEIGHT, 30.0, pitch=-84.0, tilted=True)
+    cut_frame(folder / "b.jpg", ortho, (-5.0, 5.0), HEIGHT, 250.0, pitch=-82.0, tilted=True)
+    options = RunOptions(out_dir=tmp_path / "out", min_area_m2=0.5, batch_size=4, device="cpu", progress=False)
+    result = run_flight([folder / "a.jpg", folder / "b.jpg"], RedRule(), SPEC, options)
+    assert [f.georef.affine_residual_m > 0.01 for f in result.frames if f.georef] == [True, True]
+    assert len(result.plots) == 1 and set(result.plots[0].frames) == {"a.jpg", "b.jpg"}  # one plot, both frames
+    off = math.dist(PLOTS["A"], _site_xy(result.plots[0].centroid_lon, result.plots[0].centroid_lat))
+    assert off < 0.05, off  # ignoring the tilt would put it 0.9-1.3 m off
+
+
 def test_flight_without_any_placeable_frame(tmp_path: Path) -> None:
     ortho = make_ortho(10.0, [])
     folder = tmp_path / "bad"
