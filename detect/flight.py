@@ -71,6 +71,7 @@ from detect.frames import (
     pixels_to_crs,
     utm_crs,
 )
+from detect.inputs import check_free_space, prob_raster_bytes
 from detect.judge import judge_plots, resolve_operating_point
 from detect.pipeline import RASTER_SUFFIXES, RunOptions, detect_plots
 from detect.predict import check_gsd
@@ -745,6 +746,13 @@ def _search_frame(frame: FrameResult, camera: Camera, search: _Search) -> FrameR
     except ValueError as exc:
         frame.reason = " ".join(str(exc).split())
         return frame
+    # Room for the frame's temporary rasters, checked here so that a full disk stops the flight (a frame's own
+    # problems below only skip the frame): the upright copy (3 bytes a pixel) and the probability raster with its
+    # work file at the model's GSD.
+    scale = (placed.georef.gsd_m if placed.georef else search.spec.gsd_m) / search.spec.gsd_m
+    grid_h, grid_w = math.ceil(frame.meta.height * scale), math.ceil(frame.meta.width * scale)
+    need = 3 * frame.meta.height * frame.meta.width + prob_raster_bytes(grid_h, grid_w) + grid_h * grid_w
+    check_free_space(search.work, need, what=f"{frame.name}'s temporary rasters")
     try:
         plots = _detect_frame(placed, search)
     except InputError as exc:

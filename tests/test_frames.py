@@ -494,3 +494,20 @@ def test_camera_given_by_hand_places_an_unknown_camera(tmp_path: Path) -> None:
     reason, camera = _skip_reason(meta, FlightOptions(cameras=table))
     placed = _place(meta, camera or Camera(1, 1), crs, ErrorBudget())  # from the table: the EXIF focal wins
     assert placed.georef is not None and placed.georef.gsd_m == pytest.approx(HEIGHT * 0.033 / 8.8, rel=1e-3)
+
+
+def test_full_disk_stops_the_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk without room for a frame's temporary rasters stops the flight with one error (frames are not
+    skipped one by one for it), and leaves nothing behind."""
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    folder = tmp_path / "flight"
+    folder.mkdir()
+    cut_frame(folder / "a.jpg", make_ortho(10.0, []), (0.0, 0.0), HEIGHT, 0.0)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda _: usage(10 << 30, 10 << 30, 5 << 20))
+    options = RunOptions(out_dir=tmp_path / "out", device="cpu", progress=False)
+    with pytest.raises(InputError, match=r"a.jpg's temporary rasters need about \d+ MB but the disk has 5 MB free"):
+        run_flight([folder / "a.jpg"], RedRule(), SPEC, options)
+    assert list((tmp_path / "out").iterdir()) == []
