@@ -511,3 +511,18 @@ def test_full_disk_stops_the_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(InputError, match=r"a.jpg's temporary rasters need about \d+ MB but the disk has 5 MB free"):
         run_flight([folder / "a.jpg"], RedRule(), SPEC, options)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_flight_formats_pick_outputs(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    cut_frame(folder / "a.jpg", make_ortho(10.0, [(0.0, 0.0, SIDE)]), (0.5, 0.5), HEIGHT, 45.0)
+    options = RunOptions(out_dir=tmp_path / "out", device="cpu", progress=False, formats=("csv", "prob"))
+    result = run_flight([folder / "a.jpg"], RedRule(), SPEC, options, stem="site")
+    # prob is an orthomosaic output: not written for frames; the footprints and the summary always are.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "site.csv",
+        "site.footprints.geojson",
+        "site.summary.json",
+    ]
+    assert result.summary["parameters"]["formats"] == ["csv"] and len(result.plots) == 1
