@@ -227,15 +227,13 @@ def _run(args: argparse.Namespace) -> int:
     # Heavy imports here, so `--help` and argument errors answer at once.
     from tqdm import tqdm
 
-    from core.errors import InputError
     from detect.export import parse_formats
     from detect.flight_summary import check_flight_outputs, flight_entries, write_flight_summary
     from detect.inputs import check_out_dir, output_stems
     from detect.pipeline import RunOptions, estimate_record, find_inputs, finished_inputs, prepare, run_one
     from detect.predict import resolve_device
     from detect.raster import parse_bands
-    from models.checkpoint import default_weights_path, load_checkpoint, load_judge
-    from models.runtime import for_inference
+    from models.checkpoint import default_weights_path, load_judge
 
     device = resolve_device(args.device)
     options = RunOptions(
@@ -267,21 +265,7 @@ def _run(args: argparse.Namespace) -> int:
     missing: list = []  # with --keep-going, INPUT arguments that name nothing are failures, not the end
     inputs = find_inputs(args.inputs, missing if args.keep_going else None)
     stems = output_stems(inputs)
-    model, spec = load_checkpoint(args.weights, map_location=device)
-    if args.runtime != "torch" and device.type != "cpu":
-        raise InputError(f"--runtime {args.runtime} runs on the CPU only: use --device cpu, or --runtime torch")
-    if args.onnx is not None and args.runtime != "onnxruntime":
-        raise InputError(f"--onnx {args.onnx}: only used with --runtime onnxruntime; add it or drop --onnx")
-    if args.onnx is not None and not args.onnx.is_file():
-        raise InputError(f"--onnx {args.onnx}: no such file; write it with python -m models.export_onnx")
-    model = for_inference(
-        model,
-        runtime=args.runtime,
-        channels_last=args.channels_last,
-        tile=args.tile or spec.tile_size,
-        in_channels=len(spec.bands),
-        onnx_path=args.onnx,
-    )
+    model, spec = _load_model(args, device)
     judge = load_judge(args.weights, map_location=device)
     weights = args.weights if args.weights is not None else default_weights_path()
 
@@ -354,16 +338,40 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
+    """The checkpoint's network, wrapped for the runtime asked (``--runtime``, ``--channels-last``, ``--onnx``)."""
+    from core.errors import InputError
+    from models.checkpoint import load_checkpoint
+    from models.runtime import for_inference
+
+    model, spec = load_checkpoint(args.weights, map_location=device)
+    if args.runtime != "torch" and device.type != "cpu":
+        raise InputError(f"--runtime {args.runtime} runs on the CPU only: use --device cpu, or --runtime torch")
+    if args.onnx is not None and args.runtime != "onnxruntime":
+        raise InputError(f"--onnx {args.onnx}: only used with --runtime onnxruntime; add it or drop --onnx")
+    if args.onnx is not None and not args.onnx.is_file():
+        raise InputError(f"--onnx {args.onnx}: no such file; write it with python -m models.export_onnx")
+    model = for_inference(
+        model,
+        runtime=args.runtime,
+        channels_last=args.channels_last,
+        tile=args.tile or spec.tile_size,
+        in_channels=len(spec.bands),
+        onnx_path=args.onnx,
+    )
+    return model, spec
+
+
 def _run_frames(args: argparse.Namespace, options: Any, frames: list[Path], device: Any) -> int:
     """A flight's raw frames: placed, searched and merged by :func:`detect.flight.run_flight`."""
     from detect.flight import FlightOptions, load_cameras, run_flight
     from detect.frames import ErrorBudget
-    from models.checkpoint import default_weights_path, load_checkpoint, load_judge
+    from models.checkpoint import default_weights_path, load_judge
 
     cameras, camera = load_cameras(args.camera)
     budget = ErrorBudget() if args.gps_error_m is None else ErrorBudget(gps_m=args.gps_error_m)
     budget.check()
-    model, spec = load_checkpoint(args.weights, map_location=device)
+    model, spec = _load_model(args, device)
     judge = load_judge(args.weights, map_location=device)
     if not args.quiet:
         print(
