@@ -111,3 +111,32 @@ def test_peer_chip_offsets_and_stitching() -> None:
     assert count.sum() == 16 + 3 * 2 and acc[3, 3] == 0.5 and acc[5, 6] == 1.0 and count[3, 5] == 1
     peer.stitch(acc, count, np.full((2, 2), 0.25, dtype=np.float32), 2, 2)  # overlap: summed, counted twice
     assert acc[3, 3] == 0.75 and count[3, 3] == 2
+
+
+def test_int8_quantisation_runs_close_to_float(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from models.checkpoint import load_checkpoint
+    from models.runtime import OnnxRuntimeNet
+    from tests.test_infer import tiny_checkpoint, write_ortho
+
+    quant = _load("bench_quantize_int8", ROOT / "bench" / "quantize_int8.py")
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    write_ortho(calib / "a.tif", height=200, width=220, footprint=(0, 200, 0, 110))
+    model, spec = load_checkpoint(ckpt)
+    tiles = quant.calibration_tiles(calib, spec, 64, 6)
+    assert len(tiles) == 6 and all(t.shape == (1, 3, 64, 64) and t.dtype == np.float32 for t in tiles)
+    with pytest.raises(SystemExit, match=r"no \.tif orthomosaic"):
+        quant.calibration_tiles(tmp_path, spec, 64, 1)
+    out = tmp_path / "int8.onnx"
+    assert quant.main(quant.parse_args([str(ckpt), str(out), "--calibration", str(calib), "--tiles", "6"])) == 0
+    x = torch.from_numpy(np.concatenate(tiles[:2]))
+    with torch.inference_mode():
+        want = model(x).numpy()
+    got = OnnxRuntimeNet(out, 64)(x).numpy()
+    assert got.shape == want.shape
+    # int8: not equal, but the same picture (a broken scale or layout would decorrelate it).
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
