@@ -816,3 +816,52 @@ CASES += [
         tool="train",
     ),
 ]
+
+
+# ------------------------------------------------------------------------------ train.py: reviewed outputs
+
+
+def _reviewed(tmp: Path, *reviews: object, field: bool = True) -> list[str]:
+    """A --reviewed folder: site.tif beside site.geojson holding one plot per review value (or no field)."""
+    argv = _data(tmp)
+    x0, y0, x1, y1 = SITE
+    w = (x1 - x0) / max(1, len(reviews))
+    feats = [
+        {
+            "type": "Feature",
+            "properties": {"plot_id": f"P{i + 1:03d}", **({"review": r} if field else {})},
+            "geometry": _box(x0 + i * w, y0, x0 + (i + 1) * w, y1),
+        }
+        for i, r in enumerate(reviews)
+    ]
+    doc = {**_fc(), "features": feats}
+    (tmp / "data" / "site.geojson").write_text(json.dumps(doc))
+    return ["--reviewed" if a == "--data" else a for a in argv]
+
+
+CASES += [
+    Case(
+        "train-review-unknown",
+        "`--reviewed` output whose `review` says `false alarm`",
+        lambda tmp, kit: _reviewed(tmp, "confirmed", "false alarm"),
+        2,
+        ("feature 2 (P002): review 'false alarm' is not a verdict", "confirmed, rejected or added"),
+        tool="train",
+    ),
+    Case(
+        "train-review-no-field",
+        "`--reviewed` output without a `review` field",
+        lambda tmp, kit: _reviewed(tmp, "confirmed", field=False),
+        2,
+        ("has no review field", "add a text field named review"),
+        tool="train",
+    ),
+    Case(
+        "train-review-none",
+        "`--reviewed` output where no plot is reviewed (`--unreviewed-as ignore`)",
+        lambda tmp, kit: _reviewed(tmp, None, ""),
+        2,
+        ("no plot is reviewed (2 with an empty review)", "--unreviewed-as negative"),
+        tool="train",
+    ),
+]
