@@ -140,3 +140,41 @@ def test_int8_quantisation_runs_close_to_float(tmp_path: Path) -> None:
     assert got.shape == want.shape
     # int8: not equal, but the same picture (a broken scale or layout would decorrelate it).
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
+
+
+@pytest.mark.slow
+def test_bench_table_end_to_end(tmp_path: Path) -> None:
+    """The benchmark runs infer.py in child processes and prints its table (tiny model, tiny scene)."""
+    import subprocess
+
+    from tests.test_infer import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    cmd = [sys.executable, str(ROOT / "bench" / "infer.py"), "--scenes", "256,cog:256", "--model", str(ckpt)]
+    cmd += ["--scene-dir", str(tmp_path / "scenes"), "--forward-sample", "2", "--json", str(tmp_path / "r.json")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines() if line.startswith(("256 ", "COG 256 "))]
+    assert [r[0] for r in rows] == ["256", "COG"]
+    record = __import__("json").loads((tmp_path / "r.json").read_text())
+    for scene in record["scenes"]:
+        run = scene["runs"][0]
+        assert run["forward_tiles"] == run["summary"]["tiles"]["run"] > 0  # every tile went through the wrapper
+        assert 0 < run["forward_s"] < run["summary"]["timings_s"]["total"]
+        assert run["pure_forward_s_per_tile"] > 0 and run["peak_rss_mb"] > 100
+
+
+@pytest.mark.slow
+def test_torchgeo_peer_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("torchgeo")
+    import subprocess
+
+    from tests.test_infer import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    cmd = [sys.executable, str(ROOT / "bench" / "torchgeo_peer.py"), "--scenes", "300", "--model", str(ckpt)]
+    cmd += ["--scene-dir", str(tmp_path / "scenes")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    row = next(line.split() for line in res.stdout.splitlines() if line.startswith("300 "))
+    assert int(row[2]) >= int(row[1]) > 0  # the peer runs every tile of the grid, ours skips those off the footprint
