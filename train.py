@@ -1,7 +1,8 @@
 """Train (or fine-tune) a poppy detector on labelled orthomosaics, validating on whole held-out orthomosaics.
 
 The data folder holds NAME.tif orthomosaics with NAME.geojson (or .gpkg/.shp) poppy polygons, an optional
-NAME.aoi.geojson (where labelling is complete) and an optional NAME.json sidecar (stage, GSD). Training reads
+NAME.aoi.geojson (where labelling is complete) and an optional NAME.json sidecar (stage, GSD). A --reviewed folder
+holds NAME.tif beside infer.py's NAME.gpkg (or .geojson) with analysts' verdicts in its review field. Training reads
 balanced chips at the model's ground resolution; validation runs the inference path (tiled prediction, then
 polygons) over whole orthomosaics never seen in training and scores plots: precision, recall, pixel IoU and
 false-positive area per hectare, at every threshold from 0.05 to 0.95. The threshold reaching plot recall 0.95
@@ -25,6 +26,9 @@ Examples:
     # a quarter of the chips centred on the model's own false alarms on the training scenes, found again every
     # 2 epochs (hard-negative mining: what cuts false alarms on your local crops when fine-tuning)
     python train.py --data data/labelled --init default --hard-negatives 0.25 --mine-every 2 --out runs/hn
+
+    # analysts' verdicts: infer.py's STEM.gpkg with a review field (confirmed/rejected/added) beside STEM.tif
+    python train.py --reviewed results/ --init default --out runs/reviewed --unreviewed-as ignore
 
     # continue an interrupted run exactly where its last finished epoch left it
     python train.py --out runs/county-2025 --resume
@@ -78,6 +82,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = DEFAULTS
     p.add_argument("--data", help="folder of NAME.tif + NAME.geojson training orthomosaics")
     p.add_argument("--val-data", help="folder of validation orthomosaics (default: hold out whole ones of --data)")
+    p.add_argument(
+        "--reviewed",
+        help="folder of NAME.tif + NAME.gpkg (or .geojson): infer.py's output with analysts' verdicts in a review "
+        "field: confirmed/added plots are poppy, rejected plots hard negatives, unreviewed plots ignored",
+    )
+    p.add_argument(
+        "--unreviewed-as",
+        choices=("ignore", "negative"),
+        help="what --reviewed ground away from any reviewed plot teaches: ignore (default: only the reviewed plots "
+        "and a few metres around them) or negative (the rest of the orthomosaic is background)",
+    )
+    p.add_argument(
+        "--rejected-share",
+        type=float,
+        metavar="SHARE",
+        help=f"share of chips centred on plots analysts rejected (default {d['rejected_share']})",
+    )
     p.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME (created if missing)")
     p.add_argument("--arch", help="network: fastunet, unet_resnet18 or unet_resnet34 (default fastunet)")
     p.add_argument("--arch-args", help='network options as JSON, e.g. \'{"base_channels": 8, "depth": 3}\'')
@@ -143,6 +164,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, help="seed for the split, the chips and the initial weights (default 0)")
     p.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d['workers']})")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: the cores the workers leave); 1 keeps a run steady on a busy machine",
+    )
     p.add_argument("--name", help="model name written into outputs (default: the --out folder's name)")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or per-epoch lines")
     return p.parse_args(argv)
@@ -158,7 +184,7 @@ def resolve_settings(args: argparse.Namespace) -> TrainConfig:
         InputError: On a bad value, a missing run to resume, or a flag that contradicts the resumed run.
     """
     given = {k: v for k, v in vars(args).items() if k not in ("out", "resume") and v is not None}
-    for key in ("data", "val_data", "init"):
+    for key in ("data", "val_data", "reviewed", "init"):
         if key in given and not (key == "init" and given[key] == "default"):
             given[key] = str(Path(given[key]).resolve())
     for key in ("pretrain", "negatives"):
@@ -209,9 +235,10 @@ def main(args: argparse.Namespace) -> int:
         if s.pretrain is None:
             from datasets.training_folder import check_training_folder
 
-            for flag, folder in (("--data", s.data), ("--val-data", s.val_data)):
+            reviewed = ("--reviewed", s.reviewed, s.unreviewed_as)
+            for flag, folder, unreviewed_as in (("--data", s.data, None), ("--val-data", s.val_data, None), reviewed):
                 if folder is not None:  # every pair read now: a bad label file stops the run before any epoch
-                    for note in check_training_folder(folder, flag):
+                    for note in check_training_folder(folder, flag, unreviewed_as=unreviewed_as):
                         print("warning: " + note, file=sys.stderr)
         # Imported only now (torch and the data stack), so --help and argument errors answer at once.
         from training.trainer import pretrain, train_judge_run, train_poppy

@@ -49,8 +49,8 @@ from datasets.labels import (
     find_aoi_file,
     find_label_files,
     rasterize_window,
-    read_labels,
 )
+from datasets.reviewed import find_reviewed_file, read_label_sets, units_per_metre
 from detect.raster import RasterInfo, inspect_raster, open_raster, read_band, read_window
 
 __all__ = ["Chip", "ChipDataset", "ChipSource", "EpochChips", "Transform"]
@@ -91,8 +91,8 @@ class Chip:
         image: ``float32 [3, S, S]`` in [0, 1]; 0 where the source has no data.
         mask: ``int64 [S, S]``: 0 background, 1 poppy, 255 ignore (nodata, outside the AOI).
         source: Index of the source in the dataset.
-        kind: How its centre was chosen: ``"positive"`` (on a label polygon), ``"hard"`` (on a hard negative)
-            or ``"random"``.
+        kind: How its centre was chosen: ``"positive"`` (on a label polygon), ``"hard"`` (on a hard negative),
+            ``"rejected"`` (on a plot an analyst rejected) or ``"random"``.
         window: The window read, in source pixels (fractional).
         gsd_m: Ground size of one chip pixel in metres (the model's GSD, times the scale jitter).
         tries: How many windows were read before one was accepted (random chips only).
@@ -126,6 +126,9 @@ class ChipSource:
         aoi_path: Where labelling is complete; None looks for ``NAME.aoi.geojson`` next to the raster (and
             uses the whole raster when there is none).
         layer: Layer of a multi-layer labels file.
+        unreviewed_as: None for ordinary labels; ``ignore`` or ``negative`` when the labels are a reviewed
+            ``infer.py`` output (:func:`datasets.reviewed.read_reviewed`): then its confirmed and added plots are
+            the positives, its rejected plots :attr:`rejected_geoms`, and the reviewed ground the AOI.
 
     Raises:
         InputError: If the raster is missing or not georeferenced, no labels file is found, or the labels or
@@ -139,13 +142,14 @@ class ChipSource:
         aoi_path: str | Path | None = None,
         *,
         layer: str | int | None = None,
+        unreviewed_as: str | None = None,
     ) -> None:
         self.path = str(raster_path)
         with open_raster(raster_path) as ds:
             self.info: RasterInfo = inspect_raster(ds)
             bounds = tuple(ds.bounds)
         if labels_path is None:
-            labels_path, _ = find_label_files(raster_path)
+            labels_path = find_label_files(raster_path)[0] if unreviewed_as is None else find_reviewed_file(raster_path)
         if labels_path is None:
             stem = Path(raster_path).with_suffix("")
             raise InputError(
@@ -157,18 +161,17 @@ class ChipSource:
         self.labels_path = str(labels_path)
         self.aoi_path = str(aoi_path) if aoi_path is not None else None
 
-        self.labels: LabelSet = read_labels(labels_path, self.info.crs, layer=layer)
+        self.unreviewed_as = unreviewed_as
+        per_metre = units_per_metre(self.info.transform, self.info.gsd_m)
+        self.labels: LabelSet
+        self.aoi: LabelSet | None
+        self.labels, self.aoi, rejected = read_label_sets(
+            labels_path, aoi_path, self.info.crs, bounds, per_metre=per_metre, unreviewed_as=unreviewed_as, layer=layer
+        )
         check_overlap(self.labels, bounds, raster_path)
         raster_box = shapely.box(*bounds)
-        self.aoi: LabelSet | None = None
         region: BaseGeometry = raster_box
-        if aoi_path is not None:
-            self.aoi = read_labels(aoi_path, self.info.crs)
-            if len(self.aoi) == 0:
-                raise InputError(
-                    f"{aoi_path}: the area-of-interest file holds no polygons; draw where labelling is complete, "
-                    "or delete the file to use the whole raster"
-                )
+        if self.aoi is not None:
             check_overlap(self.aoi, bounds, raster_path, what="area-of-interest polygons")
             region = shapely.intersection(shapely.union_all(self.aoi.geometries), raster_box)
         self.warnings: list[str] = self.labels.warnings + (self.aoi.warnings if self.aoi is not None else [])
@@ -185,13 +188,18 @@ class ChipSource:
         if self.aoi is not None:
             parts = [p for p in shapely.get_parts(region) if p.geom_type == "Polygon" and p.area > 0]
             if not parts:
-                raise InputError(f"{aoi_path}: the area of interest does not overlap the raster {raster_path}")
+                raise InputError(f"{self.aoi.path}: the area of interest does not overlap the raster {raster_path}")
             areas = np.array([p.area for p in parts])
             self.region_parts, self.region_weights = parts, areas / areas.sum()
         for g in [*self.positive_geoms, *(self.region_parts or [])]:
             shapely.prepare(g)  # contains_xy on prepared geometries is much faster
         # Where hard-negative chips are centred (see set_hard_negatives): none until the model has been mined.
         self.hard_geoms: list[BaseGeometry] = []
+        # Where rejected chips are centred: plots an analyst rejected (a reviewed output), clipped as positives.
+        clipped = [shapely.intersection(g, region) for g in rejected]
+        self.rejected_geoms: list[BaseGeometry] = [g for g in clipped if not g.is_empty and g.area > 0]
+        for g in self.rejected_geoms:
+            shapely.prepare(g)
         # Ground area in m^2 for weighting sources: CRS area -> source pixels -> metres via the measured GSD.
         t = self.info.transform
         pixels = region.area / abs(t.a * t.e)
@@ -212,7 +220,7 @@ class ChipSource:
         Raises:
             InputError: As the constructor.
         """
-        return cls(scene.raster, scene.labels, scene.aoi)
+        return cls(scene.raster, scene.labels, scene.aoi, unreviewed_as=scene.unreviewed_as)
 
     def __repr__(self) -> str:
         return (
@@ -328,6 +336,16 @@ class ChipSource:
         for g in self.hard_geoms:
             shapely.prepare(g)
 
+    def rejected_centre(self, rng: np.random.Generator, size: int, gsd_m: float, jitter: float) -> tuple[float, float]:
+        """A chip centre on a random plot an analyst rejected, drawn as :meth:`hard_centre` draws.
+
+        Raises:
+            ValueError: If the source has no rejected plot (a programming error: the dataset checks first).
+        """
+        if not self.rejected_geoms:
+            raise ValueError(f"{self.path}: no rejected plot to centre a chip on")
+        return self._centre_on(self.rejected_geoms, rng, size, gsd_m, jitter)
+
     def hard_centre(self, rng: np.random.Generator, size: int, gsd_m: float, jitter: float) -> tuple[float, float]:
         """A chip centre on a random hard negative, drawn as :meth:`positive_centre` draws on label polygons
         (uniform over polygons, not by area: a small confusable patch is as worth seeing as a large one).
@@ -388,6 +406,8 @@ class ChipDataset(EpochChips):
             hard negative these chips are random chips, so the positive share stays as set.
         landcover: Masks are ``[2, S, S]``: the poppy mask and each pixel's land-cover class (255 where the source
             has none, or the poppy mask is ignored), for an auxiliary land-cover head.
+        rejected_fraction: Share of chips centred on plots analysts rejected (:attr:`ChipSource.rejected_geoms`,
+            from reviewed outputs), also taken from the random share; while no source has one they are random.
 
     Raises:
         InputError: On an empty source list or a setting out of range.
@@ -409,6 +429,7 @@ class ChipDataset(EpochChips):
         transform: Transform | None = None,
         hard_fraction: float = 0.0,
         landcover: bool = False,
+        rejected_fraction: float = 0.0,
     ) -> None:
         self.sources = [sources] if isinstance(sources, ChipSource) else list(sources)
         if not self.sources:
@@ -419,10 +440,12 @@ class ChipDataset(EpochChips):
             (chips_per_epoch >= 1, f"chips_per_epoch={chips_per_epoch}: must be at least 1"),
             (0.0 <= positive_fraction <= 1.0, f"positive_fraction={positive_fraction}: must be in [0, 1]"),
             (0.0 <= hard_fraction <= 1.0, f"hard_fraction={hard_fraction}: must be in [0, 1] (e.g. 0.2)"),
+            (0.0 <= rejected_fraction <= 1.0, f"rejected_fraction={rejected_fraction}: must be in [0, 1] (e.g. 0.25)"),
             (
-                positive_fraction + hard_fraction <= 1.0 + 1e-9,
-                f"positive_fraction={positive_fraction} + hard_fraction={hard_fraction}: must not exceed 1 "
-                "(hard-negative chips are taken from the random share)",
+                positive_fraction + hard_fraction + rejected_fraction <= 1.0 + 1e-9,
+                f"positive_fraction={positive_fraction} + hard_fraction={hard_fraction}"
+                + (f" + rejected_fraction={rejected_fraction}" if rejected_fraction else "")
+                + ": must not exceed 1 (hard-negative and rejected chips are taken from the random share)",
             ),
             (0.0 <= scale_jitter < 1.0, f"scale_jitter={scale_jitter}: must be in [0, 1) (e.g. 0.25 for +-25 %)"),
             (0.0 <= centre_jitter < 1.0, f"centre_jitter={centre_jitter}: must be in [0, 1) half-chips"),
@@ -437,6 +460,7 @@ class ChipDataset(EpochChips):
         self.chips_per_epoch = int(chips_per_epoch)
         self.positive_fraction = float(positive_fraction)
         self.hard_fraction = float(hard_fraction)
+        self.rejected_fraction = float(rejected_fraction)
         self.scale_jitter = float(scale_jitter)
         self.centre_jitter = float(centre_jitter)
         self.min_usable_fraction = float(min_usable_fraction)
@@ -471,6 +495,9 @@ class ChipDataset(EpochChips):
         # Sources weighted by their number of hard negatives; None while no source has any (see get_chip).
         self._hard_weights: np.ndarray | None = None
         self._refresh_hard_weights()
+        # Sources weighted by their number of rejected plots; None when no source has any.
+        rejected = np.array([len(s.rejected_geoms) for s in self.sources], dtype=float)
+        self._rejected_weights = rejected / rejected.sum() if rejected.sum() > 0 else None
 
     def _refresh_hard_weights(self) -> None:
         counts = np.array([len(s.hard_geoms) for s in self.sources], dtype=float)
@@ -505,14 +532,18 @@ class ChipDataset(EpochChips):
         """Draw item ``index`` of the current epoch, with the record of how it was drawn."""
         self._check_index(index)
         rng = np.random.default_rng((self.seed, self.epoch, int(index)))
-        # One draw picks the kind: [0, p) positive, [p, p + h) hard, the rest random. Hard chips take their share
-        # from the random band, so with hard_fraction 0 (or no hard negative yet) every draw, and so every
-        # chip, is exactly what it was before hard negatives existed: runs and resumes stay reproducible.
+        # One draw picks the kind: [0, p) positive, [p, p + h) hard, [p + h, p + h + r) rejected, the rest random.
+        # Hard and rejected chips take their share from the random band, so with their fractions 0 (or nothing to
+        # centre on) every draw, and so every chip, is exactly what it was before they existed: runs and resumes
+        # stay reproducible.
         u = rng.random()
-        if u < self.positive_fraction:
+        p, h = self.positive_fraction, self.hard_fraction
+        if u < p:
             kind, weights = "positive", self._pos_weights
-        elif u < self.positive_fraction + self.hard_fraction and self._hard_weights is not None:
+        elif u < p + h and self._hard_weights is not None:
             kind, weights = "hard", self._hard_weights
+        elif p + h <= u < p + h + self.rejected_fraction and self._rejected_weights is not None:
+            kind, weights = "rejected", self._rejected_weights
         else:
             kind, weights = "random", self._all_weights
         src_index = int(rng.choice(len(self.sources), p=weights))
@@ -525,7 +556,7 @@ class ChipDataset(EpochChips):
         if kind != "random":
             # Centred on a polygon, as positive chips always were: one read, no rejection (mined hard negatives
             # lie where the model saw valid pixels).
-            centre = source.positive_centre if kind == "positive" else source.hard_centre
+            centre = {"positive": source.positive_centre, "hard": source.hard_centre}.get(kind, source.rejected_centre)
             row, col = centre(rng, size, gsd, self.centre_jitter)
             window = source.chip_window(row, col, size, gsd)
             rgb, mask = source.read_chip(window, size)

@@ -17,7 +17,8 @@ from typing import TypeVar
 import numpy as np
 
 from core.errors import InputError
-from datasets.labels import find_label_files
+from datasets.labels import find_aoi_file, find_label_files
+from datasets.reviewed import find_reviewed_file
 
 __all__ = ["RASTER_SUFFIXES", "LabelledScene", "hold_out", "scenes_from_folder"]
 
@@ -38,6 +39,9 @@ class LabelledScene:
         aoi: Where labelling is complete; None for the whole raster.
         stage: Growth stage of the scene (from a ``NAME.json`` sidecar); None when not recorded.
         gsd_m: Nominal ground sample distance from the sidecar; None to measure it from the raster.
+        unreviewed_as: None for ordinary labels (every polygon is poppy); ``ignore`` or ``negative`` for a
+            reviewed ``infer.py`` output, read by :func:`datasets.reviewed.read_reviewed` with that rule for the
+            ground nobody reviewed.
     """
 
     name: str
@@ -46,19 +50,31 @@ class LabelledScene:
     aoi: Path | None = None
     stage: str | None = None
     gsd_m: float | None = None
+    unreviewed_as: str | None = None
 
     @classmethod
     def from_raster(
-        cls, raster: str | Path, labels: str | Path | None = None, aoi: str | Path | None = None
+        cls,
+        raster: str | Path,
+        labels: str | Path | None = None,
+        aoi: str | Path | None = None,
+        *,
+        unreviewed_as: str | None = None,
     ) -> LabelledScene:
         """A scene by the folder convention: ``NAME.tif`` + ``NAME.geojson|.gpkg|.shp`` (+ ``NAME.aoi.geojson``,
         ``NAME.json`` sidecar with ``stage`` and ``gsd_m``).
+
+        With ``unreviewed_as`` the labels are a reviewed ``infer.py`` output: of ``NAME.gpkg`` and ``NAME.geojson``
+        the one with a ``review`` field (:func:`datasets.reviewed.find_reviewed_file`).
 
         Raises:
             InputError: If no labels file is found or the sidecar is not valid JSON.
         """
         raster = Path(raster)
-        found_labels, found_aoi = find_label_files(raster)
+        if unreviewed_as is None:
+            found_labels, found_aoi = find_label_files(raster)
+        else:
+            found_labels, found_aoi = find_reviewed_file(raster), find_aoi_file(raster)
         labels = Path(labels) if labels is not None else found_labels
         if labels is None:
             raise InputError(
@@ -76,13 +92,17 @@ class LabelledScene:
             if isinstance(meta, dict):
                 stage = str(meta["stage"]) if meta.get("stage") not in (None, "") else None
                 gsd = float(meta["gsd_m"]) if isinstance(meta.get("gsd_m"), int | float) else None
-        return cls(name=raster.stem, raster=raster, labels=Path(labels), aoi=aoi, stage=stage, gsd_m=gsd)
+        return cls(
+            name=raster.stem, raster=raster, labels=Path(labels), aoi=aoi, stage=stage, gsd_m=gsd,
+            unreviewed_as=unreviewed_as,
+        )  # fmt: skip
 
 
-def scenes_from_folder(folder: str | Path) -> list[LabelledScene]:
+def scenes_from_folder(folder: str | Path, *, unreviewed_as: str | None = None) -> list[LabelledScene]:
     """Every labelled ``NAME.tif`` in a folder as a :class:`LabelledScene`, sorted by name.
 
-    Rasters without labels are skipped (they may be waiting to be labelled).
+    Rasters without labels are skipped (they may be waiting to be labelled). With ``unreviewed_as`` the folder
+    holds reviewed ``infer.py`` outputs (see :meth:`LabelledScene.from_raster`).
 
     Raises:
         InputError: If the folder is missing or holds no labelled raster.
@@ -94,9 +114,9 @@ def scenes_from_folder(folder: str | Path) -> list[LabelledScene]:
     for raster in sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES):
         if raster.name.lower().endswith(".prob.tif"):
             continue  # our own probability rasters, if an output folder sits inside the data folder
-        labels, _ = find_label_files(raster)
+        labels = find_label_files(raster)[0] if unreviewed_as is None else find_reviewed_file(raster)
         if labels is not None:
-            scenes.append(LabelledScene.from_raster(raster))
+            scenes.append(LabelledScene.from_raster(raster, unreviewed_as=unreviewed_as))
     if not scenes:
         raise InputError(
             f"{folder}: no orthomosaic with labels found; put NAME.tif next to NAME.geojson (or .gpkg/.shp)"

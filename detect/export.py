@@ -5,6 +5,10 @@ For an input ``STEM`` the output folder gets (``--formats`` picks among them; th
 - ``STEM.geojson``: RFC 7946 FeatureCollection in WGS84 longitude/latitude, exterior rings counter-clockwise,
   holes clockwise, no ``crs`` member, coordinates rounded to 1e-7 degree (about 1 cm).
 - ``STEM.gpkg``: GeoPackage layer ``plots`` in the raster's own CRS, written with pyogrio (GDAL/OGR).
+
+  The GeoJSON and the GeoPackage carry an empty text field ``review`` for the analyst's verdict per plot
+  (``confirmed``, ``rejected``; missed plots drawn as new features, ``added``): ``train.py --reviewed`` learns
+  from them (:mod:`datasets.reviewed`).
 - ``STEM.kml``: KML 2.2 for Google Earth and phone apps: a Folder with, per plot, an outlined Polygon
   placemark and a Point placemark whose description gives score, area and coordinates.
 - ``STEM.csv``: one row per plot: ``plot_id, lat, lon, area_m2, score, score_kind`` (for spreadsheets and GPS
@@ -74,6 +78,7 @@ __all__ = [
     "score_kind",
     "software_versions",
     "write_csv",
+    "write_feature_collection",
     "write_geojson",
     "write_gpkg",
     "write_kml",
@@ -94,6 +99,7 @@ _GPKG_FIELDS = (
     "centroid_lon",
     "source",
     "model",
+    "review",  # empty: the analyst's verdict, set in QGIS (confirmed, rejected, added) for train.py --reviewed
 )
 
 
@@ -169,7 +175,7 @@ def write_geojson(
         {
             "type": "Feature",
             "id": p.plot_id,
-            "properties": {**p.properties(), "chip": chips.get(p.plot_id)},
+            "properties": {**p.properties(), "chip": chips.get(p.plot_id), "review": None},
             "geometry": _rfc7946_polygon(p.geometry_wgs84),
         }
         for p in plots
@@ -180,6 +186,26 @@ def write_geojson(
     return path
 
 
+def write_feature_collection(
+    path: Path, features: Sequence[tuple[Any, Mapping[str, Any]]], *, overwrite: bool = False
+) -> Path:
+    """RFC 7946 FeatureCollection of any features: ``(geometry, properties)`` pairs, geometries in WGS84 lon/lat
+    (shapely; polygons are oriented counter-clockwise; None for a feature without a place)."""
+    out = []
+    for geom, props in features:
+        if geom is None:
+            geometry = None
+        elif isinstance(geom, Polygon):
+            geometry = _rfc7946_polygon(geom)
+        else:
+            geometry = shapely.geometry.mapping(shapely.set_precision(geom, 10.0**-COORD_DIGITS))
+        out.append({"type": "Feature", "properties": dict(props), "geometry": geometry})
+    doc = {"type": "FeatureCollection", "features": out}
+    with _aside(path, overwrite) as tmp:
+        tmp.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str) + "\n", encoding="utf-8")
+    return path
+
+
 def write_gpkg(path: Path, plots: Sequence[DetectedPlot], crs: CRS, *, overwrite: bool = False) -> Path:
     """GeoPackage layer ``plots`` in the raster's CRS; an empty layer still carries the schema."""
     import pyogrio.raw  # deferred: GDAL/OGR vector drivers load on first use
@@ -187,7 +213,9 @@ def write_gpkg(path: Path, plots: Sequence[DetectedPlot], crs: CRS, *, overwrite
     props = [p.properties() for p in plots]
     field_data = []
     for name in _GPKG_FIELDS:
-        if name in ("plot_id", "source", "model"):
+        if name == "review":  # NULL until an analyst sets it
+            field_data.append(np.array([None] * len(props), dtype=object))
+        elif name in ("plot_id", "source", "model"):
             field_data.append(np.array([d[name] for d in props], dtype=object))
         else:
             field_data.append(np.array([d[name] for d in props], dtype=np.float64))
@@ -353,19 +381,27 @@ def score_kind(plot: DetectedPlot) -> str:
 
 
 def write_csv(
-    path: Path, plots: Sequence[DetectedPlot], *, chips: Mapping[str, str] | None = None, overwrite: bool = False
+    path: Path,
+    plots: Sequence[DetectedPlot],
+    *,
+    chips: Mapping[str, str] | None = None,
+    extra: Sequence[str] = (),
+    overwrite: bool = False,
 ) -> Path:
     """One row per plot: ``plot_id, lat, lon, area_m2, score, score_kind, chip``.
 
     ``score`` is :attr:`DetectedPlot.score`: the second stage's calibrated probability that the plot is poppy, or,
     for a one-stage model, the mean pixel probability inside the plot; ``score_kind`` says which, on every row.
     ``chip`` is the plot's chip from ``chips`` (a path relative to the output folder), empty without one.
+    ``extra`` names further columns taken from each plot's :meth:`DetectedPlot.properties` (a flight's plots add
+    ``frames``, ``seen_in``, ``position_error_m``).
     """
     chips = chips or {}
     with _aside(path, overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
+        w.writerow([*CSV_COLUMNS, *extra])
         for p in plots:
+            props = p.properties() if extra else {}
             w.writerow(
                 [
                     p.plot_id,
@@ -375,6 +411,7 @@ def write_csv(
                     f"{p.score:.3f}",
                     score_kind(p),
                     chips.get(p.plot_id, ""),
+                    *(props[k] for k in extra),
                 ]
             )
     return path

@@ -256,3 +256,22 @@ def test_formats_table_order_and_a_new_entry(
     # prob has no writer here (streamed while predicting); the summary is the caller's, last
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site.csv", "site.note.txt"]
     assert (tmp_path / "site.note.txt").read_text() == f"r1: {len(plots)} plots from {ortho.name}\n"
+
+
+@pytest.mark.parametrize("fmt", ["gpkg", "geojson"])
+def test_plots_files_carry_an_empty_review_field_that_train_py_reads(
+    tmp_path: Path, plots: list[DetectedPlot], fmt: str
+) -> None:
+    from datasets.reviewed import read_reviewed
+
+    path = (
+        write_gpkg(tmp_path / "s.gpkg", plots, UTM) if fmt == "gpkg" else write_geojson(tmp_path / "s.geojson", plots)
+    )
+    meta, _, _, fields = pyogrio.raw.read(path)
+    names = list(meta["fields"])
+    assert list(fields[names.index("review")]) == [None, None]  # NULL until an analyst sets it in QGIS
+    bounds = (500000.0, 4000000.0 - 6, 500006.0, 4000000.0)
+    rev = read_reviewed(path, UTM, bounds, unreviewed_as="negative", per_metre=1.0)
+    assert rev.counts == {"confirmed": 0, "added": 0, "rejected": 0, "unreviewed": 2}
+    with pytest.raises(InputError, match="no plot is reviewed"):
+        read_reviewed(path, UTM, bounds, unreviewed_as="ignore", per_metre=1.0)

@@ -33,6 +33,9 @@ class TrainConfig:
 
     data: str | None = None
     val_data: str | None = None
+    reviewed: str | None = None  # folder of NAME.tif + reviewed infer.py output (review field): verdicts as labels
+    unreviewed_as: str = "ignore"  # the ground nobody reviewed: ignored (safe: it may hold poppy) or "negative"
+    rejected_share: float = 0.25  # share of chips centred on rejected plots: the false alarms analysts found
     arch: str | None = None  # None: fastunet (the CPU-friendly network), or the --init checkpoint's
     arch_args: str | None = None  # JSON; None: the network's defaults, or the --init checkpoint's
     init: str | None = None
@@ -66,11 +69,12 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     workers: int = field(default_factory=_default_workers)
+    threads: int | None = None  # torch CPU threads; None: the cores the DataLoader workers leave
     name: str | None = None
     quiet: bool = False
 
     # Settings that may differ when a run is resumed: they change how it runs, not what it learns.
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "val_every", "device", "workers", "quiet")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "val_every", "device", "workers", "threads", "quiet")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -121,6 +125,7 @@ class TrainConfig:
             (s.synthetic_size >= 64, f"--synthetic-size {s.synthetic_size}: must be at least 64 px"),
             (s.val_every >= 1, f"--val-every {s.val_every}: must be at least 1"),
             (s.workers >= 0, f"--workers {s.workers}: must be 0 or more"),
+            (s.threads is None or s.threads >= 1, f"--threads {s.threads}: must be at least 1"),
             (s.min_area_m2 >= 0, f"--min-area-m2 {s.min_area_m2}: must be 0 or more"),
             (0 < s.negative_share < 1, f"--negative-share {s.negative_share}: must be between 0 and 1 (e.g. 0.2)"),
             (s.val_chips >= 1, f"--val-chips {s.val_chips}: must be at least 1"),
@@ -130,6 +135,22 @@ class TrainConfig:
                 f"{s.positive_fraction} at most 1 in all (e.g. 0.25)",
             ),
             (s.mine_every >= 1, f"--mine-every {s.mine_every}: must be at least 1"),
+            (
+                s.unreviewed_as in ("ignore", "negative"),
+                f"--unreviewed-as {s.unreviewed_as}: must be ignore (only reviewed plots and their surroundings "
+                "teach) or negative (the rest of the orthomosaic is background)",
+            ),
+            (
+                0 <= s.rejected_share < 1
+                and (s.reviewed is None or s.positive_fraction + s.hard_negatives + s.rejected_share <= 1),
+                f"--rejected-share {s.rejected_share}: must be 0 or more, and with --positive-fraction "
+                f"{s.positive_fraction} and --hard-negatives {s.hard_negatives} at most 1 in all (e.g. 0.25)",
+            ),
+            (
+                s.reviewed is not None or not {"unreviewed_as", "rejected_share"} & set(given),
+                "--unreviewed-as and --rejected-share apply to reviewed outputs; give --reviewed DIR",
+            ),
+            (s.reviewed is None or s.pretrain is None, "--reviewed applies to poppy training, not to --pretrain"),
             (
                 s.hard_negatives == 0 or s.pretrain is None,
                 "--hard-negatives applies to poppy training, not to --pretrain",
@@ -150,8 +171,9 @@ class TrainConfig:
                 "--judge trains the second stage of the --judge checkpoint; drop --pretrain/--init/--hard-negatives",
             ),
             (
-                s.data is not None or s.synthetic > 0 or s.pretrain is not None,
-                "give --data DIR (labelled orthomosaics), --synthetic N or --pretrain DATASET:PATH",
+                s.data is not None or s.reviewed is not None or s.synthetic > 0 or s.pretrain is not None,
+                "give --data DIR (labelled orthomosaics), --reviewed DIR (reviewed infer.py outputs), --synthetic N "
+                "or --pretrain DATASET:PATH",
             ),
         ]
         for ok, message in checks:

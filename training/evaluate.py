@@ -49,6 +49,7 @@ from torch import nn
 from core.errors import InputError
 from datasets.labelled import LabelledScene
 from datasets.labels import LabelSet, read_labels
+from datasets.reviewed import read_label_sets, units_per_metre
 from detect.judge import score_plots
 from detect.pipeline import detect_plots
 from detect.predict import model_grid
@@ -102,10 +103,11 @@ def evaluate_plots(
         info = inspect_raster(ds)
         crs = info.crs
         to_lonlat = lonlat_transformer(crs)
-        labels = read_labels(scene.labels, crs)
-        aoi = read_labels(scene.aoi, crs) if scene.aoi is not None else None
-        if aoi is not None and len(aoi) == 0:
-            raise InputError(f"{scene.aoi}: the area-of-interest file holds no polygons; draw one or delete it")
+        # A reviewed scene's labels are its confirmed and added plots, its AOI the reviewed ground: scored alike.
+        labels, aoi, _ = read_label_sets(
+            scene.labels, scene.aoi, crs, ds.bounds, per_metre=units_per_metre(info.transform, info.gsd_m),
+            unreviewed_as=scene.unreviewed_as,
+        )  # fmt: skip
         region = shapely.box(*ds.bounds)
         if aoi is not None:
             region = shapely.intersection(region, shapely.union_all(aoi.geometries))

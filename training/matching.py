@@ -29,6 +29,7 @@ __all__ = [
     "clip",
     "lonlat_transformer",
     "match",
+    "match_each",
     "polygonal",
 ]
 
@@ -91,7 +92,23 @@ def match(
     preds: Sequence[BaseGeometry],
     to_lonlat: Transformer,
 ) -> tuple[np.ndarray, int, float]:
-    """Match predicted plots to label plots.
+    """Match predicted plots to label plots (the rule of :func:`match_each`).
+
+    Returns:
+        ``(found, true_preds, fp_area_m2)``: which labels are found, how many predictions are true, and the
+        area of predictions (true ones included) off every label.
+    """
+    found, is_true, fp_area = match_each(labels, label_areas, preds, to_lonlat)
+    return found, int(is_true.sum()), fp_area
+
+
+def match_each(
+    labels: Sequence[BaseGeometry],
+    label_areas: np.ndarray,
+    preds: Sequence[BaseGeometry],
+    to_lonlat: Transformer,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Match predicted plots to label plots, saying which prediction is true (what a scripted analyst confirms).
 
     A prediction is true when at least ``FOUND_FRACTION`` of it lies on labels, or when it covers at least
     ``FOUND_FRACTION`` of a label without being a blob over the field (no larger than ``MAX_SPILL`` times that
@@ -99,12 +116,12 @@ def match(
     ``FOUND_AREA_M2``: a blob painted over a whole survey would otherwise find every plot in it.
 
     Returns:
-        ``(found, true_preds, fp_area_m2)``: which labels are found, how many predictions are true, and the
-        area of predictions (true ones included) off every label.
+        ``(found, is_true, fp_area_m2)``: which labels are found, which predictions are true, and the area of
+        predictions (true ones included) off every label.
     """
     found = np.zeros(len(labels), dtype=bool)
     if not preds:
-        return found, 0, 0.0
+        return found, np.zeros(0, dtype=bool), 0.0
     label_tree = shapely.STRtree(labels) if labels else None
     is_true = np.zeros(len(preds), dtype=bool)
     fp_area = 0.0
@@ -136,4 +153,4 @@ def match(
                 shapely.intersection(lab, shapely.union_all([true_preds[int(j)] for j in cand])), to_lonlat
             )
             found[i] = covered >= FOUND_FRACTION * label_areas[i] or covered >= FOUND_AREA_M2
-    return found, int(is_true.sum()), fp_area
+    return found, is_true, fp_area

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from torch import nn
 
 from core.errors import InputError
 from datasets.chips import ChipSource
+from datasets.reviewed import units_per_metre
 from detect.pipeline import detect_plots
 from detect.vectorize import DetectedPlot, VectorParams
 from models.checkpoint import ModelSpec
@@ -130,14 +130,6 @@ class MiningResult(Sequence[list[BaseGeometry]]):
         return cls(sources=sources, threshold=float(record["threshold"]), seconds=float(record.get("seconds", 0.0)))
 
 
-def _crs_units_per_metre(source: ChipSource) -> float:
-    """CRS units per ground metre, the larger of the two axes, so a buffer reaches at least as far as asked (in a
-    geographic CRS a degree of longitude is shorter than one of latitude)."""
-    t = source.info.transform
-    row_gsd, col_gsd = source.info.gsd_m
-    return max(math.hypot(t.a, t.d) / col_gsd, math.hypot(t.b, t.e) / row_gsd)
-
-
 def hard_pieces(
     plots: Sequence[DetectedPlot],
     source: ChipSource,
@@ -157,7 +149,11 @@ def hard_pieces(
         ``(polygon, ground area in m^2)`` for every piece kept, in plot order.
     """
     labels = [g for g in source.labels.geometries if not g.is_empty]
-    grown = shapely.buffer(labels, label_buffer_m * _crs_units_per_metre(source)) if labels else []
+    grown = (
+        shapely.buffer(labels, label_buffer_m * units_per_metre(source.info.transform, source.info.gsd_m))
+        if labels
+        else []
+    )
     tree = shapely.STRtree(grown) if labels else None
     region = source.region if source.aoi is not None else None
     out: list[tuple[Polygon, float]] = []

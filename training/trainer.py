@@ -131,8 +131,9 @@ def _start(s: Settings, out: Path) -> torch.device:
     """What every run does first: pick the device, size the thread pool, create ``out``, seed everything."""
     device = resolve_device(s.device)
     if device.type == "cpu":
-        # The DataLoader workers take a core each; the model's threads get the rest.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - s.workers))
+        # The DataLoader workers take a core each; the model's threads get the rest. On a machine shared with
+        # other jobs, one thread wastes less time waiting for a descheduled partner at each operation.
+        torch.set_num_threads(s.threads or max(1, (os.cpu_count() or 1) - s.workers))
     out.mkdir(parents=True, exist_ok=True)
     loop.seed_everything(s.seed)  # before the network is built: the initial weights follow the seed
     return device
@@ -169,6 +170,7 @@ def train_poppy(s: Settings, out: Path, resume: bool = False) -> Best:
         transform=train_augment(),
         hard_fraction=s.hard_negatives,
         landcover=s.aux_landcover,
+        rejected_fraction=s.rejected_share if s.reviewed is not None else 0.0,
     )
     chips = dataset  # the poppy chips, also when --negatives wraps them below: hard negatives are set on these
     say = _say(s)
@@ -578,13 +580,16 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledSce
         for p in split["train"] + split["val"]:
             if not Path(p).is_file():
                 raise InputError(f"--resume: {p} from the run's split.json is missing; restore it to resume")
-        return (
-            [LabelledScene.from_raster(p) for p in split["train"]],
-            [LabelledScene.from_raster(p) for p in split["val"]],
-            split["rule"],
-        )
+        reviewed = set(split.get("reviewed", []))
+
+        def scene(p: str) -> LabelledScene:
+            return LabelledScene.from_raster(p, unreviewed_as=s.unreviewed_as if p in reviewed else None)
+
+        return [scene(p) for p in split["train"]], [scene(p) for p in split["val"]], split["rule"]
 
     real = scenes_from_folder(s.data) if s.data else []
+    if s.reviewed:  # reviewed outputs join the labelled orthomosaics: held out whole, as they are
+        real += scenes_from_folder(s.reviewed, unreviewed_as=s.unreviewed_as)
     val = scenes_from_folder(s.val_data) if s.val_data else []
     synth, synth_val = synthetic_sets(s, out)
     if s.val_data:
@@ -592,7 +597,8 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledSce
     elif len(real) >= 2:
         kept, held = hold_out(real, s.val_fraction, s.seed)
         train, val = kept + synth, held
-        rule = f"held out {len(held)} of {len(real)} --data orthomosaics (seed {s.seed})"
+        flags = "/".join(f for f, v in (("--data", s.data), ("--reviewed", s.reviewed)) if v)
+        rule = f"held out {len(held)} of {len(real)} {flags} orthomosaics (seed {s.seed})"
     elif synth_val:
         train, rule = real + synth, "synthetic validation scenes only"
     else:
@@ -601,7 +607,9 @@ def split_scenes(s: Settings, out: Path, resume: bool) -> tuple[list[LabelledSce
     val += synth_val
     if synth_val and val != synth_val:
         rule += f", plus {len(synth_val)} synthetic"
-    split = {"rule": rule, "train": [str(x.raster) for x in train], "val": [str(x.raster) for x in val]}
+    split: dict[str, Any] = {"rule": rule, "train": [str(x.raster) for x in train], "val": [str(x.raster) for x in val]}
+    if s.reviewed:  # which rasters are reviewed outputs, so --resume reads their labels with the verdict rules
+        split["reviewed"] = [str(x.raster) for x in train + val if x.unreviewed_as is not None]
     split_path.write_text(json.dumps(split, indent=2))
     return train, val, rule
 
