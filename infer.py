@@ -6,6 +6,9 @@ geodesic area and a centroid: STEM.geojson (WGS84), STEM.gpkg (the raster's CRS)
 phone apps), STEM.csv (lat/lon list), STEM.preview.jpg (plots outlined and numbered) and STEM.summary.json
 (what ran, on what, how long). An orthomosaic more than 3x coarser than the model's ground resolution (e.g. 50
 cm/px against 3 cm/px) is refused rather than upsampled: export it finer, or pass --allow-gsd-mismatch.
+Before any run every input gets a quality verdict (ok, warn or refuse: blur, exposure, nodata, GSD; a refused
+one is not run unless --force) and the run time is estimated from a few tiles through the model; a batch gets
+one progress bar, flight.report.html and flight.gpkg.
 
 Examples:
     # one orthomosaic, the shipped model, all outputs in results/
