@@ -421,8 +421,11 @@ def _gate(
                 plans[path] = prepare([path], options, spec, warn=warn, stems=stems)[path]
             check = check_input(path, options, spec)
             checks[path] = check  # refused ones too: the flight summary shows their numbers
-            if not args.quiet or check.quality.verdict != "ok":
-                print(check.quality.line(path.name), file=sys.stderr)
+            q = check.quality
+            if not args.quiet or q.verdict != "ok":
+                # Inputs that run despite a problem are warnings; a refusal is followed by its error line.
+                warned = q.verdict == "warn" or q.forced
+                print(("warning: " if warned else "") + q.line(path.name), file=sys.stderr)
             enforce_quality(check)
         except Exception as exc:
             fail(path, exc)
