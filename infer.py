@@ -20,6 +20,9 @@ Examples:
     # a retrained model with test-time augmentation (four passes: slower, a little steadier)
     python infer.py site3.tif --out results/ --weights runs/exp1/best.pt --tta
 
+    # triage a flight's raw photos (DJI JPEGs) at once, before photogrammetry: plots placed on the map
+    python infer.py DCIM/100MEDIA/ --out triage/ --camera cameras.json
+
 After a crash, kill or Ctrl-C, run the same command again: an input that was interrupted continues from the
 last row of tiles it finished (with the same input, model and settings; else it starts over and says why), and
 gives the same outputs, byte for byte, as an uninterrupted run. Add --resume to skip the inputs of a batch that
@@ -34,6 +37,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from core.errors import PoppyError
 
@@ -79,6 +83,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="tiles per forward pass (default 1 on the CPU: measured fastest and leanest there; 8 on a GPU)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="what runs the network on the CPU: torch (default) or onnxruntime (optional package: pip install "
+        "onnxruntime onnx onnxscript; probabilities equal to torch's within 1e-4)",
+    )
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        help="with --runtime onnxruntime: a file from `python -m models.export_onnx` (default: export in memory)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="run the torch network in channels-last memory format (a speed option; same results within 1e-5)",
+    )
     parser.add_argument("--tile", type=int, default=None, help="tile size in model pixels; default: the model's")
     parser.add_argument(
         "--overlap", type=int, default=None, help="tile overlap in model pixels; default: an eighth of the tile"
@@ -117,6 +139,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run on orthomosaics more than 3x coarser than the model's GSD (refused by default: the model "
         "would see blurred, upsampled pixels)",
+    )
+    parser.add_argument(
+        "--frames",
+        action="store_true",
+        help="the inputs are a flight's raw frames (drone JPEGs), not orthomosaics: each frame is placed on the map "
+        "from its EXIF/XMP and searched, and plots seen in several frames are merged (default: detected, for JPEGs "
+        "with GPS tags and no CRS)",
+    )
+    parser.add_argument(
+        "--camera",
+        default=None,
+        help="frames: the camera's sensor width and focal length in mm for every frame, e.g. 13.2,8.8, or a JSON file "
+        'adding cameras to the table by EXIF model: {"FC9999": {"sensor_width_mm": 6.3, "focal_mm": 4.5}}',
+    )
+    parser.add_argument(
+        "--gps-error-m",
+        type=float,
+        default=None,
+        help="frames: 95 %% horizontal error of the drone's GPS in metres (default 3; RTK frames give their own)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars; only the one-line result per input")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (for bug reports)")
@@ -177,12 +218,14 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """:func:`main` without the error handling."""
     # Heavy imports here, so `--help` and argument errors answer at once.
+    from core.errors import InputError
     from detect.export import parse_formats
     from detect.inputs import check_out_dir, output_stems
     from detect.pipeline import RunOptions, find_inputs, finished_inputs, prepare, run_one
     from detect.predict import resolve_device
     from detect.raster import parse_bands
     from models.checkpoint import default_weights_path, load_checkpoint, load_judge
+    from models.runtime import for_inference
 
     device = resolve_device(args.device)
     options = RunOptions(
@@ -205,10 +248,29 @@ def _run(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     check_out_dir(args.out)
+    from detect.flight import find_frames
+
+    frames = find_frames(args.inputs, force=args.frames)
+    if frames is not None:
+        return _run_frames(args, options, frames, device)
     missing: list = []  # with --keep-going, INPUT arguments that name nothing are failures, not the end
     inputs = find_inputs(args.inputs, missing if args.keep_going else None)
     stems = output_stems(inputs)
     model, spec = load_checkpoint(args.weights, map_location=device)
+    if args.runtime != "torch" and device.type != "cpu":
+        raise InputError(f"--runtime {args.runtime} runs on the CPU only: use --device cpu, or --runtime torch")
+    if args.onnx is not None and args.runtime != "onnxruntime":
+        raise InputError(f"--onnx {args.onnx}: only used with --runtime onnxruntime; add it or drop --onnx")
+    if args.onnx is not None and not args.onnx.is_file():
+        raise InputError(f"--onnx {args.onnx}: no such file; write it with python -m models.export_onnx")
+    model = for_inference(
+        model,
+        runtime=args.runtime,
+        channels_last=args.channels_last,
+        tile=args.tile or spec.tile_size,
+        in_channels=len(spec.bands),
+        onnx_path=args.onnx,
+    )
     judge = load_judge(args.weights, map_location=device)
     weights = args.weights if args.weights is not None else default_weights_path()
 
@@ -256,6 +318,37 @@ def _run(args: argparse.Namespace) -> int:
         for path, message, _ in failed:
             print(f"  {path}: {message}", file=sys.stderr)
         return 2 if all(code == 2 for *_, code in failed) else 1  # 1 when any was a bug
+    return 0
+
+
+def _run_frames(args: argparse.Namespace, options: Any, frames: list[Path], device: Any) -> int:
+    """A flight's raw frames: placed, searched and merged by :func:`detect.flight.run_flight`."""
+    from detect.flight import FlightOptions, load_cameras, run_flight
+    from detect.frames import ErrorBudget
+    from models.checkpoint import default_weights_path, load_checkpoint, load_judge
+
+    cameras, camera = load_cameras(args.camera)
+    budget = ErrorBudget() if args.gps_error_m is None else ErrorBudget(gps_m=args.gps_error_m)
+    budget.check()
+    model, spec = load_checkpoint(args.weights, map_location=device)
+    judge = load_judge(args.weights, map_location=device)
+    if not args.quiet:
+        print(
+            f"model {spec.name} ({spec.arch}, {spec.gsd_m * 100:g} cm/px, sha256 {spec.sha256[:12]}) on {device}; "
+            f"{len(frames)} raw frame(s) of a flight",
+            file=sys.stderr,
+        )
+    result = run_flight(
+        frames,
+        model,
+        spec,
+        options,
+        FlightOptions(cameras=cameras, camera=camera, budget=budget),
+        weights_path=args.weights if args.weights is not None else default_weights_path(),
+        judge=judge,
+        say=print,  # one line per frame, skipped ones with their reason, --quiet or not
+    )
+    print(result.line())
     return 0
 
 

@@ -164,6 +164,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, help="seed for the split, the chips and the initial weights (default 0)")
     p.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d['workers']})")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: the cores the workers leave); 1 keeps a run steady on a busy machine",
+    )
     p.add_argument("--name", help="model name written into outputs (default: the --out folder's name)")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bars or per-epoch lines")
     return p.parse_args(argv)

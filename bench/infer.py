@@ -1,26 +1,36 @@
-"""Benchmark the whole ``infer.py`` path: throughput and peak memory on a generated orthomosaic.
+"""Benchmark the whole ``infer.py`` path: throughput, peak memory and pipeline efficiency, one table per run.
 
-A synthetic-looking RGBA scene (fields of noisy green, a few red and white flower blobs, an elliptical alpha
-footprint like an OpenDroneMap orthophoto's) is written window by window at the model's GSD as a tiled,
-deflate-compressed GeoTIFF (512 x 512 blocks, predictor 2, as ODM writes them) and kept in ``--scene-dir``
-for later runs. Each run is a fresh child process running ``infer.main(infer.parse_args([...]))`` with all
-outputs, so its peak resident memory (``ru_maxrss`` from ``os.wait4``) covers everything: Python, torch,
-GDAL's block cache, the blending strips and the vectoriser. A thread in the child also samples RSS every 20 ms
-to pin the peak to a stage (``--rss-trace`` writes the samples). Stage timings come from the run's
-``summary.json``; ``read`` runs in the read-ahead thread, overlapped with ``model``, so the stages do not add
-up to the total. Throughput is megapixels of SOURCE per second of ``run_one`` (the whole input as infer.py
-runs it: prediction, vectorising, every export, the input's hash), without process start-up and model load.
+Scenes: a synthetic-looking RGBA orthomosaic (fields of noisy green, a few red and white flower blobs, an
+irregular alpha footprint like an OpenDroneMap orthophoto's: a lobed outline covering about half of the raster) is
+written strip by strip (never a whole-scene array) at 3 cm/px (or ``--scene-gsd``) as a tiled, deflate-compressed
+GeoTIFF (512 x 512 blocks, predictor 2, as ODM writes them); ``cog:SIZE`` copies it into a Cloud-Optimised GeoTIFF
+(GDAL's COG driver: tiled, with overviews). Scenes are kept in ``--scene-dir`` between runs (a 20000 px scene
+takes minutes to write: ``--prepare`` writes them ahead, untimed).
+
+Each run is a fresh child process running ``infer.main(infer.parse_args([...]))`` with all outputs, so its peak
+resident memory (``ru_maxrss`` from ``os.wait4``) covers everything: Python, torch, GDAL's block cache, the
+blending strips and the vectoriser. A thread in the child also samples RSS every 20 ms to pin the peak to a stage
+(``--rss-trace`` writes the samples). Stage timings come from the run's ``summary.json``; ``read`` runs in the
+read-ahead thread, overlapped with ``model``, so the stages do not add up to the total. Throughput is megapixels
+of SOURCE per second of ``run_one`` (the whole input as infer.py runs it: prediction, vectorising, every export,
+the input's hash), without process start-up and model load; km2/h is the raster's extent over the same time.
+
+Pipeline efficiency = ``run_one`` / the network's forward time over the same tiles and batches, measured in the
+same child: (1) ``forward``: every ``model(x)`` call inside the run, timed by a wrapper around the network
+(normalisation, sigmoid and copies excluded), and (2) ``pure``: after the run, the same network in a bare loop over
+``--forward-sample`` random tiles in batches of the run's size, scaled to the tiles the run ran. 1.00 would be a
+pipeline that costs nothing beyond the network.
 
 The model is the shipped default (``models/weights/poppy_default.pt``) when it exists, else a ``fastunet``
 with random weights (stated in the output). Random weights cost the same to run through the network, but
-their plots mean nothing (this seed's network flags the whole footprint as one plot), so ``vectorise`` and
-``exports`` times are not those of a real survey.
+their plots mean nothing, so ``vectorise`` and ``exports`` times are not those of a real survey.
 
-Commands (nice: the machine is shared)::
+Commands (nice: the machine is shared; timings mean something only on a quiet one)::
 
-    nice -n 10 .venv/bin/python bench/infer.py --size 10000                # one run, several minutes on 2 cores
-    nice -n 10 .venv/bin/python bench/infer.py --size 4096 --runs 3        # median of 3
-    nice -n 10 .venv/bin/python bench/infer.py --size 4096 --height 1024   # peak memory vs width, not area
+    nice -n 10 .venv/bin/python bench/infer.py --scenes 4096,10000,20000,cog:4096 --prepare   # write scenes only
+    nice -n 10 .venv/bin/python bench/infer.py --scenes 4096,10000,20000,cog:4096 --runs 3 --large-runs 1
+    nice -n 10 .venv/bin/python bench/infer.py --size 4096 --runs 3 --channels-last         # one lever alone
+    nice -n 10 .venv/bin/python bench/infer.py --size 4096 --runtime onnxruntime
     nice -n 10 .venv/bin/python bench/infer.py --size 4096 --rss-trace /tmp/rss.csv   # RSS over time, by stage
     .venv/bin/python bench/infer.py --size 2048 --batch-size 4 --threads 2 --gdal-cachemax 64
 """
@@ -28,9 +38,11 @@ Commands (nice: the machine is shared)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +50,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +58,13 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
+import rasterio.shutil  # noqa: E402
+import torch  # noqa: E402
 from affine import Affine  # noqa: E402
 from rasterio.enums import ColorInterp  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
+
+from models.runtime import runtime_name  # noqa: E402
 
 SCENE_BLOCK = 512  # GeoTIFF block size of the generated scene (ODM's default tiling)
 SCENE_ORIGIN = (500000.0, 4000000.0)  # UTM 50N (north China), easting on the central meridian
@@ -56,9 +73,63 @@ SCENE_ORIGIN = (500000.0, 4000000.0)  # UTM 50N (north China), easting on the ce
 # --- the scene -------------------------------------------------------------------------------------------------
 
 
-def scene_path(scene_dir: Path, height: int, width: int, gsd: float, overviews: bool) -> Path:
+SCENE_VERSION = "fp2"  # in the file name: scenes of an older writer (elliptical footprint) are not reused
+LARGE_MP = 50.0  # scenes above this many megapixels (10000 px and up) get --large-runs runs
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """One benchmark scene: its size in source pixels and its layout (plain tiled GeoTIFF or COG)."""
+
+    height: int
+    width: int
+    cog: bool = False
+
+    @property
+    def label(self) -> str:
+        side = f"{self.width}" if self.height == self.width else f"{self.height}x{self.width}"
+        return ("COG " if self.cog else "") + side
+
+    @property
+    def megapixels(self) -> float:
+        return self.height * self.width / 1e6
+
+
+def parse_scenes(text: str) -> list[SceneSpec]:
+    """``"4096,10000,cog:4096,2048x1024"`` -> scenes; ``cog:`` makes a Cloud-Optimised GeoTIFF."""
+    scenes = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        cog = item.startswith("cog:")
+        size = item.removeprefix("cog:")
+        try:
+            h, w = (int(v) for v in size.split("x")) if "x" in size else (int(size), int(size))
+        except ValueError:
+            raise SystemExit(
+                f"--scenes {text}: {item!r} is not SIZE, HEIGHTxWIDTH or cog:SIZE (e.g. 4096,cog:4096)"
+            ) from None
+        if min(h, w) < 64:
+            raise SystemExit(f"--scenes {text}: {item!r} is too small; use at least 64 px a side")
+        scenes.append(SceneSpec(h, w, cog))
+    return scenes
+
+
+def scene_path(scene_dir: Path, height: int, width: int, gsd: float, overviews: bool, cog: bool = False) -> Path:
     ov = "-ov" if overviews else ""
-    return scene_dir / f"bench_{height}x{width}_{gsd * 100:g}cm{ov}.tif"
+    kind = "-cog" if cog else ""
+    return scene_dir / f"bench_{height}x{width}_{gsd * 100:g}cm_{SCENE_VERSION}{ov}{kind}.tif"
+
+
+def footprint_strip(rows: np.ndarray, width: int, height: int, phases: np.ndarray) -> np.ndarray:
+    """Alpha (0/255) of source ``rows`` for the lobed footprint: inside where the radius from the centre, in
+    half-sizes, is under ``0.8 + 0.09 sin(3t + p0) + 0.06 sin(5t + p1) + 0.03 sin(11t + p2)`` (at most 0.98, so
+    the outline never touches the raster's edge, like a drone survey's); about half of the raster is inside."""
+    ey = (rows[:, None] + 0.5 - height / 2) / (height / 2)
+    ex = (np.arange(width)[None, :] + 0.5 - width / 2) / (width / 2)
+    theta = np.arctan2(ey, ex)
+    limit = 0.8 + 0.09 * np.sin(3 * theta + phases[0]) + 0.06 * np.sin(5 * theta + phases[1])
+    limit += 0.03 * np.sin(11 * theta + phases[2])
+    return np.where(ey * ey + ex * ex <= limit * limit, 255, 0).astype(np.uint8)
 
 
 def write_scene(path: Path, height: int, width: int, gsd: float, *, overviews: bool = False, seed: int = 0) -> Path:
@@ -66,8 +137,8 @@ def write_scene(path: Path, height: int, width: int, gsd: float, *, overviews: b
 
     Fields are 20 m x 20 m blocks of one of three greens, with +-12 of per-pixel noise so the file compresses
     like real imagery rather than like flat colour. About 40 flower blobs per hectare, 0.5-3 m across, red or
-    white. The alpha footprint is the ellipse inscribed in the raster (79 % of it), so corner tiles are skipped
-    as on a real orthophoto.
+    white. The alpha footprint is lobed and irregular (:func:`footprint_strip`, about half of the raster), so
+    tiles along the outline and in the corners are skipped as on a real orthophoto.
     """
     rng = np.random.default_rng(seed)
     field_px = max(1, round(20.0 / gsd))
@@ -79,6 +150,7 @@ def write_scene(path: Path, height: int, width: int, gsd: float, *, overviews: b
     blob_y = rng.uniform(0, height, n_blobs)
     blob_x = rng.uniform(0, width, n_blobs)
     blob_rgb = np.where(rng.random(n_blobs)[:, None] < 0.6, [[215, 35, 40]], [[235, 235, 225]]).astype(np.int16)
+    phases = rng.uniform(0, 2 * np.pi, 3)
 
     profile = {
         "driver": "GTiff",
@@ -113,15 +185,42 @@ def write_scene(path: Path, height: int, width: int, gsd: float, *, overviews: b
                 xx = cols[None, c0:c1] - blob_x[k]
                 inside = yy * yy + xx * xx <= blob_r[k] ** 2
                 img[:, c0:c1][inside] = blob_rgb[k] + rng.integers(-20, 21, size=(int(inside.sum()), 3))
-            ey = (rows[:, None] + 0.5 - height / 2) / (height / 2)
-            ex = (cols[None, :] + 0.5 - width / 2) / (width / 2)
-            alpha = np.where(ey * ey + ex * ex <= 1.0, 255, 0).astype(np.uint8)
+            alpha = footprint_strip(rows, width, height, phases)
             rgb = np.clip(img, 0, 255).astype(np.uint8).transpose(2, 0, 1) * (alpha > 0)
             ds.write(np.concatenate([rgb, alpha[None]]), window=Window(0, r0, width, r1 - r0))
         if overviews:
             factors = [f for f in (2, 4, 8, 16, 32, 64) if max(height, width) / f >= 256]
             ds.build_overviews(factors, rasterio.enums.Resampling.average)
     os.replace(tmp, path)
+    return path
+
+
+def write_cog(src: Path, path: Path) -> Path:
+    """Copy ``src`` into a Cloud-Optimised GeoTIFF (GDAL's COG driver streams it: no whole-scene array):
+    512 px blocks, deflate with predictor 2, overviews down to 256 px built by averaging."""
+    tmp = path.with_name(path.name + ".tmp")
+    rasterio.shutil.copy(
+        src, tmp, driver="COG", COMPRESS="DEFLATE", PREDICTOR="2", BLOCKSIZE="512", RESAMPLING="AVERAGE"
+    )
+    os.replace(tmp, path)
+    return path
+
+
+def ensure_scene(scene_dir: Path, scene: SceneSpec, gsd: float, overviews: bool = False) -> Path:
+    """The scene's file in ``scene_dir``, written first if it is not there yet (a COG from its plain twin)."""
+    path = scene_path(scene_dir, scene.height, scene.width, gsd, overviews, scene.cog)
+    if path.exists():
+        return path
+    scene_dir.mkdir(parents=True, exist_ok=True)
+    plain = scene_path(scene_dir, scene.height, scene.width, gsd, overviews)
+    t0 = time.perf_counter()
+    if not plain.exists():
+        print(f"writing scene {plain} ...", file=sys.stderr, flush=True)
+        write_scene(plain, scene.height, scene.width, gsd, overviews=overviews)
+    if scene.cog:
+        print(f"writing COG {path} ...", file=sys.stderr, flush=True)
+        write_cog(plain, path)
+    print(f"  written in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return path
 
 
@@ -156,14 +255,65 @@ class _RssSampler:
         return max(inside, default=0) / 1024
 
 
+class _TimedForward(torch.nn.Module):
+    """Wraps the network infer.py runs: adds the seconds of every ``model(x)`` call, and the tiles it saw."""
+
+    def __init__(self, net: torch.nn.Module, tally: dict[str, float]) -> None:
+        super().__init__()
+        self.net = net
+        self.tally = tally
+        self.runtime = runtime_name(net)  # the summary and resume record see the wrapped runtime
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        y = self.net(x)
+        self.tally["forward_s"] += time.perf_counter() - t0
+        self.tally["forward_tiles"] += x.shape[0]
+        return y
+
+
+def pure_forward(net: torch.nn.Module, spec: object, tile: int, batch: int, tiles: int) -> float:
+    """Seconds per tile of ``net`` alone, in a bare loop over ``tiles`` random tiles in batches of ``batch``
+    (inputs normalised as predict does; one untimed warm-up batch for kernel selection)."""
+    from models.checkpoint import normalise
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (batch, 3, tile, tile), dtype=torch.uint8, generator=gen)
+    x = normalise(x.float().div_(255.0), spec)
+    n_batches = max(1, round(tiles / batch))
+    with torch.inference_mode():
+        net(x)
+        t0 = time.perf_counter()
+        for _ in range(n_batches):
+            net(x)
+        return (time.perf_counter() - t0) / (n_batches * batch)
+
+
+def _infer_argv(args: argparse.Namespace) -> list[str]:
+    """The infer.py options a run passes on (the levers and settings), besides input, output and weights."""
+    argv = ["--device", args.device]
+    for flag, value in (
+        ("--batch-size", args.batch_size),
+        ("--threshold", args.threshold),
+        ("--sensitivity", args.sensitivity),
+        ("--runtime", args.runtime),
+        ("--onnx", args.onnx),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.channels_last:
+        argv.append("--channels-last")
+    return argv
+
+
 def child(args: argparse.Namespace) -> None:
     """Run infer.py once in this (fresh) process and write what it measured to ``args.child``."""
     t_start = time.perf_counter()
-    import torch
-
     torch.set_num_threads(args.threads)
     import detect.pipeline as pipeline
+    import models.runtime
     from infer import main, parse_args
+    from models.checkpoint import load_checkpoint
 
     # Stage boundaries for the RSS samples: when prediction and vectorising start.
     marks: dict[str, float] = {}
@@ -177,22 +327,13 @@ def child(args: argparse.Namespace) -> None:
 
     pipeline.predict_raster = marked("predict", pipeline.predict_raster)
     pipeline.vectorize = marked("vectorize", pipeline.vectorize)
+    # The network infer.py builds goes through models.runtime.for_inference (imported when infer runs): wrap it.
+    tally = {"forward_s": 0.0, "forward_tiles": 0}
+    wrap_runtime = models.runtime.for_inference
+    models.runtime.for_inference = lambda *a, **k: _TimedForward(wrap_runtime(*a, **k), tally)
 
-    argv = [
-        str(args.scene),
-        "--out",
-        str(args.out),
-        "--weights",
-        str(args.weights),
-        "--device",
-        args.device,
-        "--overwrite",
-        "--quiet",
-    ]
-    if args.batch_size is not None:
-        argv += ["--batch-size", str(args.batch_size)]
-    if args.threshold is not None:
-        argv += ["--threshold", str(args.threshold)]
+    argv = [str(args.scene), "--out", str(args.out), "--weights", str(args.weights), "--overwrite", "--quiet"]
+    argv += _infer_argv(args)
     # ru_maxrss here is the high-water mark so far: Python, torch and the imports, before infer.main runs.
     rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sampler = _RssSampler()
@@ -209,6 +350,19 @@ def child(args: argparse.Namespace) -> None:
                 stage = "load_prepare" if t < tp else "predict" if t < tv else "vectorise_export"
                 f.write(f"{t - t0:.2f},{kb / 1024:.0f},{stage}\n")
     summary = json.loads((args.out / f"{args.scene.stem}.summary.json").read_text()) if code == 0 else {}
+    pure_s = None
+    if code == 0 and args.forward_sample > 0:  # after the run: it must not add to the run's peak memory
+        model, spec = load_checkpoint(args.weights)
+        p = summary["parameters"]
+        net = wrap_runtime(
+            model,
+            runtime=args.runtime or "torch",
+            channels_last=args.channels_last,
+            tile=p["tile"],
+            onnx_path=args.onnx,
+        )
+        tiles = min(args.forward_sample, max(1, summary["tiles"]["run"]))
+        pure_s = pure_forward(net, spec, p["tile"], p["batch_size"], tiles)
     result = {
         "exit_code": code,
         "run_s": run_s,
@@ -219,6 +373,9 @@ def child(args: argparse.Namespace) -> None:
             "predict": sampler.peak_mb(tp, tv),
             "vectorise_export": sampler.peak_mb(tv, t1),
         },
+        "forward_s": tally["forward_s"],
+        "forward_tiles": tally["forward_tiles"],
+        "pure_forward_s_per_tile": pure_s,
         "summary": summary,
     }
     Path(args.child).write_text(json.dumps(result))
@@ -228,28 +385,9 @@ def run_once(args: argparse.Namespace, scene: Path, weights: Path, out: Path) ->
     """One child run; adds its peak RSS (from the kernel's accounting of that child) to its result."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         result_path = Path(f.name)
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child",
-        str(result_path),
-        "--scene",
-        str(scene),
-        "--weights",
-        str(weights),
-        "--out",
-        str(out),
-        "--threads",
-        str(args.threads),
-        "--device",
-        args.device,
-    ]
-    if args.batch_size is not None:
-        cmd += ["--batch-size", str(args.batch_size)]
-    if args.threshold is not None:
-        cmd += ["--threshold", str(args.threshold)]
-    if args.sensitivity is not None:
-        cmd += ["--sensitivity", args.sensitivity]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(result_path), "--scene", str(scene)]
+    cmd += ["--weights", str(weights), "--out", str(out), "--threads", str(args.threads)]
+    cmd += ["--forward-sample", str(args.forward_sample), *_infer_argv(args)]
     env = dict(os.environ)
     if args.rss_trace:
         cmd += ["--rss-trace", str(args.rss_trace)]
@@ -269,6 +407,7 @@ def run_once(args: argparse.Namespace, scene: Path, weights: Path, out: Path) ->
         raise SystemExit(f"infer.py exited with {result['exit_code']} (see its message above)")
     result["peak_rss_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux
     result["wall_s"] = wall
+    shutil.rmtree(out, ignore_errors=True)  # a 20000 px scene's outputs are large; the summary is in result
     return result
 
 
@@ -327,11 +466,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=10000, help="scene width in pixels (default 10000)")
     p.add_argument("--height", type=int, default=None, help="scene height in pixels (default: --size, square)")
-    p.add_argument("--runs", type=int, default=1, help="runs; medians are reported (default 1: 10000 px takes minutes)")
+    p.add_argument(
+        "--scenes",
+        default=None,
+        help="several scenes, one row each: SIZE, HEIGHTxWIDTH or cog:SIZE, comma-separated "
+        "(e.g. 4096,10000,20000,cog:4096); replaces --size/--height",
+    )
+    p.add_argument("--prepare", action="store_true", help="only write the scenes (untimed), then stop")
+    p.add_argument("--runs", type=int, default=1, help="runs per scene; medians are reported (default 1)")
+    p.add_argument(
+        "--large-runs",
+        type=int,
+        default=None,
+        help=f"runs for scenes over {LARGE_MP:g} MP (default: --runs); a 20000 px scene takes about 5 min a run",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass (default: infer.py's)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads in the run (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--threshold", type=float, default=None, help="passed to infer.py (default: the model's)")
+    p.add_argument("--runtime", default=None, help="passed to infer.py: torch or onnxruntime (default: infer.py's)")
+    p.add_argument("--onnx", type=Path, default=None, help="passed to infer.py with --runtime onnxruntime")
+    p.add_argument("--channels-last", action="store_true", help="passed to infer.py: channels-last memory format")
+    p.add_argument(
+        "--forward-sample",
+        type=int,
+        default=24,
+        help="tiles of the pure-forward loop run after each run (default 24; 0: skip it)",
+    )
     p.add_argument(
         "--gdal-cachemax",
         type=int,
@@ -350,6 +511,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--rss-trace", type=Path, default=None, help="write RSS samples (every 20 ms) of the last run to a CSV"
     )
+    p.add_argument("--json", type=Path, default=None, help="also write every run's measurements to this JSON file")
     p.add_argument(
         "--scene-dir",
         type=Path,
@@ -364,81 +526,148 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def machine_line() -> str:
+    """The CPU, its cores and the load average: what the numbers were measured on and beside."""
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return f"{cpu}, {os.cpu_count()} cores; load average {load} (1, 5, 15 min)"
+
+
+@dataclass
+class SceneRow:
+    """Medians over the runs of one scene."""
+
+    scene: SceneSpec
+    path: Path
+    results: list[dict]
+    gsd: float
+
+    def med(self, fn: Callable[[dict], float]) -> float:
+        return statistics.median(fn(r) for r in self.results)
+
+    @property
+    def run_one(self) -> float:
+        return self.med(lambda r: stages(r)["run_one"])
+
+    @property
+    def km2(self) -> float:
+        return self.scene.megapixels * 1e6 * self.gsd * self.gsd / 1e6
+
+    def efficiency(self) -> float:
+        """run_one / the forward time inside the run."""
+        return self.med(lambda r: stages(r)["run_one"] / r["forward_s"] if r["forward_s"] else float("nan"))
+
+    def efficiency_pure(self) -> float | None:
+        """run_one / (pure-forward seconds per tile x tiles run)."""
+        if self.results[0].get("pure_forward_s_per_tile") is None:
+            return None
+        return self.med(
+            lambda r: stages(r)["run_one"] / (r["pure_forward_s_per_tile"] * max(1, r["summary"]["tiles"]["run"]))
+        )
+
+
+def throughput_table(rows: list[SceneRow]) -> str:
+    """The one table of a run: per scene, throughput, memory and pipeline efficiency (medians over runs)."""
+    head = (
+        f"{'scene':<12}{'MP':>7}{'tiles':>12}{'runs':>5}{'run_one s':>10}{'s/MP':>7}{'MP/s':>7}{'km2/h':>7}"
+        f"{'peak RSS MB':>12}{'forward s':>10}{'eff.':>6}{'pure s/tile':>12}{'eff. pure':>10}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        t = row.results[0]["summary"]["tiles"]
+        run_one = row.run_one
+        pure = row.efficiency_pure()
+        pure_tile = row.med(lambda r: r["pure_forward_s_per_tile"] or 0.0)
+        tiles = f"{t['run']}/{t['total']}"
+        lines.append(
+            f"{row.scene.label:<12}{row.scene.megapixels:>7.1f}{tiles:>12}"
+            f"{len(row.results):>5}{run_one:>10.1f}{run_one / row.scene.megapixels:>7.3f}"
+            f"{row.scene.megapixels / run_one:>7.2f}{row.km2 / (run_one / 3600):>7.2f}"
+            f"{row.med(lambda r: r['peak_rss_mb']):>12.0f}{row.med(lambda r: r['forward_s']):>10.1f}"
+            f"{row.efficiency():>6.2f}"
+            + (f"{pure_tile:>12.3f}{pure:>10.2f}" if pure is not None else f"{'-':>12}{'-':>10}")
+        )
+    return "\n".join(lines)
+
+
+def stage_table(rows: list[SceneRow]) -> str:
+    """Median seconds per stage, a column per scene (``read`` overlaps ``model`` in its own thread)."""
+    names = ("footprint", "read", "model", "blend_write", "predict", "vectorise", "judge", "exports", "hash_input")
+    lines = [f"{'stage (s)':<14}" + "".join(f"{r.scene.label:>12}" for r in rows)]
+    for k in (*names, "run_one"):
+        lines.append(f"{k:<14}" + "".join(f"{r.med(lambda x, k=k: stages(x)[k]):>12.1f}" for r in rows))
+    lines.append(f"{'process wall':<14}" + "".join(f"{r.med(lambda x: x['wall_s']):>12.1f}" for r in rows))
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> None:
     if args.child:
         child(args)
         return
-    height = args.height or args.size
-    width = args.size
-    args.scene_dir.mkdir(parents=True, exist_ok=True)
+    scenes = parse_scenes(args.scenes) if args.scenes else [SceneSpec(args.height or args.size, args.size)]
+    levers = " ".join(_infer_argv(args)[2:]) or "none (infer.py's defaults)"
+    load_before = machine_line()
     with tempfile.TemporaryDirectory(prefix="poppy-bench-") as tmp:
         work = Path(tmp)
         weights, model_desc, gsd, tile = model_weights(work, args.model)
         gsd = args.scene_gsd or gsd
-        scene = scene_path(args.scene_dir, height, width, gsd, args.overviews)
-        if not scene.exists():
-            t0 = time.perf_counter()
-            print(f"writing scene {scene} ...", file=sys.stderr, flush=True)
-            write_scene(scene, height, width, gsd, overviews=args.overviews)
-            print(f"  written in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        results = []
-        for i in range(args.runs):
-            print(f"run {i + 1}/{args.runs} ...", file=sys.stderr, flush=True)
-            results.append(run_once(args, scene, weights, work / f"out{i}"))
+        paths = [ensure_scene(args.scene_dir, s, gsd, args.overviews) for s in scenes]
+        if args.prepare:
+            print("\n".join(str(p) for p in paths))
+            return
+        rows = []
+        for scene, path in zip(scenes, paths, strict=True):
+            runs = args.large_runs if args.large_runs is not None and scene.megapixels > LARGE_MP else args.runs
+            results = []
+            for i in range(runs):
+                print(f"{scene.label}: run {i + 1}/{runs} ...", file=sys.stderr, flush=True)
+                results.append(run_once(args, path, weights, work / f"out{i}"))
+            rows.append(SceneRow(scene, path, results, gsd))
 
-    mp = height * width / 1e6
-    s0 = results[0]["summary"]
-    tiles = s0["tiles"]
-    med = {k: statistics.median(stages(r)[k] for r in results) for k in stages(results[0])}
-    peak = statistics.median(r["peak_rss_mb"] for r in results)
-    base = statistics.median(r["rss_before_run_kb"] / 1024 for r in results)
-    wall = statistics.median(r["wall_s"] for r in results)
-    cachemax = f"{args.gdal_cachemax} MB" if args.gdal_cachemax is not None else "unset (pipeline chooses)"
-
+    s0 = rows[0].results[0]["summary"]
     print(
-        f"\ninfer.py on {scene.name}: {height} x {width} px ({mp:.1f} MP) RGBA at {gsd * 100:g} cm/px, "
-        f"{scene.stat().st_size / 2**20:.0f} MiB on disk{', with overviews' if args.overviews else ''}"
+        f"\ninfer.py, all outputs, on generated RGBA scenes at {gsd * 100:g} cm/px (irregular footprint; "
+        f"{args.scene_dir}); medians over the runs"
     )
     print(f"model: {model_desc}")
     print(
         f"device {args.device}, {args.threads} torch threads, batch {s0['parameters']['batch_size']}, tile {tile}, "
-        f"GDAL_CACHEMAX {cachemax}, median of {args.runs} run(s); plots found: {s0['plots']['count']}"
+        f"runtime {s0['parameters'].get('runtime', 'torch')}, levers: {levers}, GDAL_CACHEMAX "
+        f"{f'{args.gdal_cachemax} MB' if args.gdal_cachemax is not None else 'unset (pipeline chooses)'}"
     )
-    print(f"tiles: {tiles['run']} run, {tiles['skipped']} skipped of {tiles['total']}")
-    print(f"\n{'stage':<26}{'seconds':>9}")
-    notes = {
-        "read": "  (reader thread, overlaps model)",
-        "footprint": "",
-        "predict": "  (footprint + model + blend/write + read stalls)",
-        "run_one": "  (the whole input, as infer.py runs it)",
-    }
-    stage_names = (
-        "footprint",
-        "read",
-        "model",
-        "blend_write",
-        "predict",
-        "vectorise",
-        "judge",
-        "exports",
-        "hash_input",
-    )
-    for k in (*stage_names, "run_one"):
-        print(f"{k:<26}{med[k]:>9.1f}{notes.get(k, '')}")
-    print(f"{'process wall (+ startup)':<26}{wall:>9.1f}")
+    print(f"machine: {load_before}; after: {machine_line().split('; ')[-1]}")
+    print()
+    print(throughput_table(rows))
     print(
-        f"\n{'throughput':<26}{mp / med['run_one']:>9.3f} MP/s of source (run_one), "
-        f"{mp / wall:.3f} MP/s with process startup"
+        "\nMP/s and km2/h: the raster's extent over run_one (the whole input as infer.py runs it, model load and "
+        "process start-up excluded);\neff. = run_one / forward s (every model(x) call in the run); eff. pure = "
+        "run_one / (pure s/tile x tiles run)"
     )
-    print(f"{'tiles/s':<26}{tiles['run'] / med['predict']:>9.2f} (tiles run / predict)")
-    print(f"{'peak RSS':<26}{peak:>9.0f} MB (child process ru_maxrss; {base:.0f} MB after imports)")
-    for k in ("load_prepare", "predict", "vectorise_export"):
-        v = statistics.median(r["rss_peak_mb"][k] for r in results)
-        print(f"{'  sampled peak ' + k:<26}{v:>9.0f} MB")
-    if args.runs > 1:
-        runs = ", ".join(f"{stages(r)['run_one']:.1f}" for r in results)
-        peaks = ", ".join(f"{r['peak_rss_mb']:.0f}" for r in results)
-        print(f"{'each run':<26}run_one {runs} s; peak RSS {peaks} MB")
+    print()
+    print(stage_table(rows))
+    for row in rows:
+        peaks = ", ".join(
+            f"{k} {statistics.median(r['rss_peak_mb'][k] for r in row.results):.0f}"
+            for k in ("load_prepare", "predict", "vectorise_export")
+        )
+        base = row.med(lambda r: r["rss_before_run_kb"] / 1024)
+        print(f"{row.scene.label}: sampled peak RSS MB by stage: {peaks} ({base:.0f} after imports)")
+    if args.json:
+        record = {
+            "model": model_desc,
+            "levers": levers,
+            "machine": load_before,
+            "scenes": [
+                {"scene": r.scene.label, "path": str(r.path), "megapixels": r.scene.megapixels, "runs": r.results}
+                for r in rows
+            ],
+        }
+        args.json.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

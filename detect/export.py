@@ -78,6 +78,7 @@ __all__ = [
     "score_kind",
     "software_versions",
     "write_csv",
+    "write_feature_collection",
     "write_geojson",
     "write_gpkg",
     "write_kml",
@@ -182,6 +183,26 @@ def write_geojson(
     doc = {"type": "FeatureCollection", "features": features}
     with _aside(path, overwrite) as tmp:
         tmp.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    return path
+
+
+def write_feature_collection(
+    path: Path, features: Sequence[tuple[Any, Mapping[str, Any]]], *, overwrite: bool = False
+) -> Path:
+    """RFC 7946 FeatureCollection of any features: ``(geometry, properties)`` pairs, geometries in WGS84 lon/lat
+    (shapely; polygons are oriented counter-clockwise; None for a feature without a place)."""
+    out = []
+    for geom, props in features:
+        if geom is None:
+            geometry = None
+        elif isinstance(geom, Polygon):
+            geometry = _rfc7946_polygon(geom)
+        else:
+            geometry = shapely.geometry.mapping(shapely.set_precision(geom, 10.0**-COORD_DIGITS))
+        out.append({"type": "Feature", "properties": dict(props), "geometry": geometry})
+    doc = {"type": "FeatureCollection", "features": out}
+    with _aside(path, overwrite) as tmp:
+        tmp.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str) + "\n", encoding="utf-8")
     return path
 
 
@@ -302,19 +323,27 @@ def score_kind(plot: DetectedPlot) -> str:
 
 
 def write_csv(
-    path: Path, plots: Sequence[DetectedPlot], *, chips: Mapping[str, str] | None = None, overwrite: bool = False
+    path: Path,
+    plots: Sequence[DetectedPlot],
+    *,
+    chips: Mapping[str, str] | None = None,
+    extra: Sequence[str] = (),
+    overwrite: bool = False,
 ) -> Path:
     """One row per plot: ``plot_id, lat, lon, area_m2, score, score_kind, chip``.
 
     ``score`` is :attr:`DetectedPlot.score`: the second stage's calibrated probability that the plot is poppy, or,
     for a one-stage model, the mean pixel probability inside the plot; ``score_kind`` says which, on every row.
     ``chip`` is the plot's chip from ``chips`` (a path relative to the output folder), empty without one.
+    ``extra`` names further columns taken from each plot's :meth:`DetectedPlot.properties` (a flight's plots add
+    ``frames``, ``seen_in``, ``position_error_m``).
     """
     chips = chips or {}
     with _aside(path, overwrite) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
+        w.writerow([*CSV_COLUMNS, *extra])
         for p in plots:
+            props = p.properties() if extra else {}
             w.writerow(
                 [
                     p.plot_id,
@@ -324,6 +353,7 @@ def write_csv(
                     f"{p.score:.3f}",
                     score_kind(p),
                     chips.get(p.plot_id, ""),
+                    *(props[k] for k in extra),
                 ]
             )
     return path

@@ -56,6 +56,7 @@ from detect.rasterout import work_path
 from detect.vectorize import DetectedPlot, Sweep, VectorizeResult, VectorParams, vectorize, vectorize_sweep
 from models.checkpoint import ModelSpec
 from models.plotnet import JudgeSpec
+from models.runtime import runtime_name
 
 __all__ = [
     "RASTER_SUFFIXES",
@@ -588,7 +589,7 @@ def _run_staged(
             source=path.name,
             model_name=spec.name,
             bands=options.bands,
-            resume_key={"input_sha256": input_sha, "model_sha256": spec.sha256},
+            resume_key={"input_sha256": input_sha, "model_sha256": spec.sha256, **_runtime_entry(model)},
             say=say,
         )
         plots, judge_s = det.plots, 0.0
@@ -598,7 +599,7 @@ def _run_staged(
             judge_s = time.perf_counter() - t0
         record = run_record(
             path, input_sha, spec, weights_path, options, info, det, cache_bytes, paths,
-            plots=plots, point=point, judge=judge[1] if judge else None,
+            plots=plots, point=point, judge=judge[1] if judge else None, model=model,
         )  # fmt: skip
 
         t0 = time.perf_counter()
@@ -623,6 +624,17 @@ def _run_staged(
     return RunResult(path, paths, len(plots), sum(p.area_m2 for p in plots), record)
 
 
+def _runtime_entry(model: nn.Module | None) -> dict[str, str]:
+    """``{"runtime": ...}`` for a network wrapped by :func:`models.runtime.for_inference`, ``{}`` for plain PyTorch.
+
+    Absent for the default, so default outputs stay byte-identical to those of earlier versions; present
+    otherwise, so the summary says what ran and an interrupted run is resumed only by the same runtime (their
+    probabilities differ in the last bits).
+    """
+    name = runtime_name(model) if model is not None else "torch"
+    return {} if name == "torch" else {"runtime": name}
+
+
 def run_record(
     path: Path,
     input_sha: str,
@@ -637,12 +649,14 @@ def run_record(
     plots: Sequence[DetectedPlot] | None = None,
     point: OperatingPoint | None = None,
     judge: JudgeSpec | None = None,
+    model: nn.Module | None = None,
 ) -> dict[str, Any]:
     """The run record of one input (``STEM.summary.json``): what ran on what, with which settings and result.
 
     Built before the outputs are written, so every writer can use it; ``timings_s`` is left empty here and
     filled in once the outputs are out. ``plots`` are the plots written (the judge's, for a two-stage model;
-    the first stage's when None), ``point`` the operating point they were chosen at.
+    the first stage's when None), ``point`` the operating point they were chosen at, ``model`` the network that
+    ran (its runtime is recorded when it is not plain PyTorch).
     """
     pred, vec = det.prediction, det.result
     plots = vec.plots if plots is None else plots
@@ -678,6 +692,7 @@ def run_record(
             "threshold_asked": options.threshold,
             "sensitivity": options.sensitivity,
             "gdal_cachemax_mb": round(cache_bytes / 2**20) if cache_bytes is not None else "environment",
+            **_runtime_entry(model),
         },
         "raster": {
             "crs": info.crs.to_string(),

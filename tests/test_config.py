@@ -35,6 +35,7 @@ def test_old_records_take_defaults_and_unknown_names_are_ignored() -> None:
         ({"arch_args": "[1]"}, (), r"--arch-args '\[1\]': give a JSON object"),
         ({"arch_args": "{"}, (), r"--arch-args '\{': not JSON"),
         ({"data": None}, (), r"give --data DIR"),
+        ({"threads": 0}, (), r"--threads 0: must be at least 1"),
     ],
 )
 def test_check_refuses_with_the_flag_and_the_fix(changes: dict, given: tuple, match: str) -> None:
@@ -45,3 +46,9 @@ def test_check_refuses_with_the_flag_and_the_fix(changes: dict, given: tuple, ma
 
 def test_a_good_config_passes() -> None:
     TrainConfig(data="/d", hard_negatives=0.25, negatives="loveda:/x", negative_share=0.3).check({"negative_share"})
+
+
+def test_threads_may_change_on_resume_but_the_learning_settings_may_not() -> None:
+    # How many cores a run uses changes its speed, not what it learns.
+    assert "threads" in TrainConfig.RESUMABLE
+    assert "lr" not in TrainConfig.RESUMABLE

@@ -69,11 +69,12 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     workers: int = field(default_factory=_default_workers)
+    threads: int | None = None  # torch CPU threads; None: the cores the DataLoader workers leave
     name: str | None = None
     quiet: bool = False
 
     # Settings that may differ when a run is resumed: they change how it runs, not what it learns.
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "val_every", "device", "workers", "quiet")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "val_every", "device", "workers", "threads", "quiet")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -124,6 +125,7 @@ class TrainConfig:
             (s.synthetic_size >= 64, f"--synthetic-size {s.synthetic_size}: must be at least 64 px"),
             (s.val_every >= 1, f"--val-every {s.val_every}: must be at least 1"),
             (s.workers >= 0, f"--workers {s.workers}: must be 0 or more"),
+            (s.threads is None or s.threads >= 1, f"--threads {s.threads}: must be at least 1"),
             (s.min_area_m2 >= 0, f"--min-area-m2 {s.min_area_m2}: must be 0 or more"),
             (0 < s.negative_share < 1, f"--negative-share {s.negative_share}: must be between 0 and 1 (e.g. 0.2)"),
             (s.val_chips >= 1, f"--val-chips {s.val_chips}: must be at least 1"),
