@@ -18,6 +18,7 @@ same for both trees. It then prints ``SAME`` or ``DIFF`` per file:
   (measured: 12, 13 or 14 for the same scene); both are blanked (same length, so every other byte is compared in
   place);
 - ``STEM.summary.json``: compared without ``created_utc`` and ``timings_s`` (wall-clock values);
+- ``STEM.report.html``: the page shows the run's creation date-time, blanked before comparing;
 - the validation JSON: byte identity (it holds no time).
 
     .venv/bin/python bench/compare_outputs.py --old main
@@ -43,6 +44,7 @@ SCENES = (("utm", "utm", "flowering", 101), ("geo", "4326", "vegetative", 202), 
 SCENE_SIZE = 768
 _GPKG_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
 _SUMMARY_VOLATILE = ("created_utc", "timings_s")
+_ISO_TIME = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\+00:00|Z)")
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -97,6 +99,8 @@ def same(old: Path, new: Path) -> tuple[bool, str]:
     a, b = old.read_bytes(), new.read_bytes()
     if old.name.endswith(".gpkg"):
         return _gpkg_stable(a) == _gpkg_stable(b), "bytes, last_change and SQLite change counter blanked"
+    if old.name.endswith(".report.html"):  # the page says when it was made (the summary's created_utc)
+        return _ISO_TIME.sub(b"T", a) == _ISO_TIME.sub(b"T", b), "bytes, the creation date-time blanked"
     if old.name.endswith(".summary.json"):
         ja, jb = json.loads(a), json.loads(b)
         for key in _SUMMARY_VOLATILE:
@@ -104,6 +108,11 @@ def same(old: Path, new: Path) -> tuple[bool, str]:
             jb.pop(key, None)
         return ja == jb, f"JSON without {', '.join(_SUMMARY_VOLATILE)}"
     return a == b, "bytes"
+
+
+def _files(folder: Path) -> list[str]:
+    """Every file below ``folder``, as a path relative to it (``STEM.chips/`` is a folder of chips)."""
+    return sorted(str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _run(["git", "worktree", "remove", "--force", str(old_tree)], ROOT)
 
-    old_files = sorted(f.name for f in (work / "out-old").iterdir())
-    new_files = sorted(f.name for f in (work / "out-new").iterdir())
+    old_files, new_files = _files(work / "out-old"), _files(work / "out-new")
     ok = old_files == new_files
     if not ok:
         print(f"DIFF file lists: only old {sorted(set(old_files) - set(new_files))}, "
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted(set(old_files) & set(new_files)):
         match, how = same(work / "out-old" / name, work / "out-new" / name)
         ok &= match
-        print(f"{'SAME' if match else 'DIFF'}  {name:<32} ({how})")
+        print(f"{'SAME' if match else 'DIFF'}  {name:<40} ({how})")
     if args.keep is None and ok:
         shutil.rmtree(work)
         where = "outputs removed (--keep DIR keeps them)"

@@ -7,6 +7,7 @@ checkpoint's own threshold (``--threshold`` to override) and, with ``--sweep``, 
 
     .venv/bin/python bench/evaluate_model.py --weights default --data scenes/heldout
     .venv/bin/python bench/evaluate_model.py --weights runs/ft/best.pt --data scenes/heldout --sweep --json out.json
+    .venv/bin/python bench/evaluate_model.py --data scenes/heldout --runtime onnxruntime   # a speed lever's accuracy
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.errors import PoppyError
 from datasets.labelled import scenes_from_folder
 from models.checkpoint import load_checkpoint
+from models.runtime import for_inference, runtime_name
 from training.evaluate import evaluate_scenes
 from training.report import DEFAULT_THRESHOLDS
 
@@ -34,12 +36,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep", action="store_true", help="also print every threshold and the one recall>=0.95 picks")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.add_argument("--runtime", default="torch", help="torch or onnxruntime, as infer.py --runtime (default torch)")
+    p.add_argument("--channels-last", action="store_true", help="as infer.py --channels-last")
+    p.add_argument("--onnx", type=Path, default=None, help="with --runtime onnxruntime: this ONNX file (e.g. int8)")
     return p.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         model, spec = load_checkpoint(args.weights)
+        model = for_inference(
+            model, runtime=args.runtime, channels_last=args.channels_last, tile=spec.tile_size, onnx_path=args.onnx
+        )
         scenes = scenes_from_folder(args.data)
         with tempfile.TemporaryDirectory() as work:
             fixed = evaluate_scenes(
@@ -50,7 +58,10 @@ def main(args: argparse.Namespace) -> int:
                 device=args.device,
                 work_dir=Path(work),
             )
-            print(f"model {spec.name} ({spec.arch}), {len(scenes)} orthomosaics in {args.data}")
+            print(
+                f"model {spec.name} ({spec.arch}, runtime {runtime_name(model)}), {len(scenes)} orthomosaics in "
+                f"{args.data}"
+            )
             print(fixed.table())
             record = {"fixed": fixed.to_dict()}
             if args.sweep:

@@ -111,3 +111,70 @@ def test_peer_chip_offsets_and_stitching() -> None:
     assert count.sum() == 16 + 3 * 2 and acc[3, 3] == 0.5 and acc[5, 6] == 1.0 and count[3, 5] == 1
     peer.stitch(acc, count, np.full((2, 2), 0.25, dtype=np.float32), 2, 2)  # overlap: summed, counted twice
     assert acc[3, 3] == 0.75 and count[3, 3] == 2
+
+
+def test_int8_quantisation_runs_close_to_float(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from models.checkpoint import load_checkpoint
+    from models.runtime import OnnxRuntimeNet
+    from tests.test_infer import tiny_checkpoint, write_ortho
+
+    quant = _load("bench_quantize_int8", ROOT / "bench" / "quantize_int8.py")
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    write_ortho(calib / "a.tif", height=200, width=220, footprint=(0, 200, 0, 110))
+    model, spec = load_checkpoint(ckpt)
+    tiles = quant.calibration_tiles(calib, spec, 64, 6)
+    assert len(tiles) == 6 and all(t.shape == (1, 3, 64, 64) and t.dtype == np.float32 for t in tiles)
+    with pytest.raises(SystemExit, match=r"no \.tif orthomosaic"):
+        quant.calibration_tiles(tmp_path, spec, 64, 1)
+    out = tmp_path / "int8.onnx"
+    assert quant.main(quant.parse_args([str(ckpt), str(out), "--calibration", str(calib), "--tiles", "6"])) == 0
+    x = torch.from_numpy(np.concatenate(tiles[:2]))
+    with torch.inference_mode():
+        want = model(x).numpy()
+    got = OnnxRuntimeNet(out, 64)(x).numpy()
+    assert got.shape == want.shape
+    # int8: not equal, but the same picture (a broken scale or layout would decorrelate it).
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
+
+
+@pytest.mark.slow
+def test_bench_table_end_to_end(tmp_path: Path) -> None:
+    """The benchmark runs infer.py in child processes and prints its table (tiny model, tiny scene)."""
+    import subprocess
+
+    from tests.test_infer import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    cmd = [sys.executable, str(ROOT / "bench" / "infer.py"), "--scenes", "256,cog:256", "--model", str(ckpt)]
+    cmd += ["--scene-dir", str(tmp_path / "scenes"), "--forward-sample", "2", "--json", str(tmp_path / "r.json")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines() if line.startswith(("256 ", "COG 256 "))]
+    assert [r[0] for r in rows] == ["256", "COG"]
+    record = __import__("json").loads((tmp_path / "r.json").read_text())
+    for scene in record["scenes"]:
+        run = scene["runs"][0]
+        assert run["forward_tiles"] == run["summary"]["tiles"]["run"] > 0  # every tile went through the wrapper
+        assert 0 < run["forward_s"] < run["summary"]["timings_s"]["total"]
+        assert run["pure_forward_s_per_tile"] > 0 and run["peak_rss_mb"] > 100
+
+
+@pytest.mark.slow
+def test_torchgeo_peer_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("torchgeo")
+    import subprocess
+
+    from tests.test_infer import tiny_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    cmd = [sys.executable, str(ROOT / "bench" / "torchgeo_peer.py"), "--scenes", "300", "--model", str(ckpt)]
+    cmd += ["--scene-dir", str(tmp_path / "scenes")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    row = next(line.split() for line in res.stdout.splitlines() if line.startswith("300 "))
+    assert int(row[2]) >= int(row[1]) > 0  # the peer runs every tile of the grid, ours skips those off the footprint
