@@ -671,6 +671,7 @@ def main(args: argparse.Namespace) -> None:
                 for r in rows
             ],
         }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=1))
 
 
