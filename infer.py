@@ -36,6 +36,7 @@ import contextlib
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="frames: 95 %% horizontal error of the drone's GPS in metres (default 3; RTK frames give their own)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run inputs the quality gates refuse (almost all nodata, extreme blur or exposure, a GSD far out of "
+        "range); the summary's quality block says it was forced",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars; only the one-line result per input")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (for bug reports)")
     return parser.parse_args(argv)
@@ -218,9 +225,12 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """:func:`main` without the error handling."""
     # Heavy imports here, so `--help` and argument errors answer at once.
+    from tqdm import tqdm
+
     from detect.export import parse_formats
+    from detect.flight_summary import check_flight_outputs, flight_entries, write_flight_summary
     from detect.inputs import check_out_dir, output_stems
-    from detect.pipeline import RunOptions, find_inputs, finished_inputs, prepare, run_one
+    from detect.pipeline import RunOptions, estimate_record, find_inputs, finished_inputs, prepare, run_one
     from detect.predict import resolve_device
     from detect.raster import parse_bands
     from models.checkpoint import default_weights_path, load_judge
@@ -244,6 +254,7 @@ def _run(args: argparse.Namespace) -> int:
         allow_gsd_mismatch=args.allow_gsd_mismatch,
         bands=parse_bands(args.bands),
         resume=args.resume,
+        force=args.force,
     )
     check_out_dir(args.out)
     from detect.flight import find_frames
@@ -254,7 +265,7 @@ def _run(args: argparse.Namespace) -> int:
     missing: list = []  # with --keep-going, INPUT arguments that name nothing are failures, not the end
     inputs = find_inputs(args.inputs, missing if args.keep_going else None)
     stems = output_stems(inputs)
-    model, spec = _network(args, device)
+    model, spec = _load_model(args, device)
     judge = load_judge(args.weights, map_location=device)
     weights = args.weights if args.weights is not None else default_weights_path()
 
@@ -264,13 +275,16 @@ def _run(args: argparse.Namespace) -> int:
     todo = [p for p in inputs if p not in done]
 
     def warn(message: str) -> None:
-        print("warning: " + message, file=sys.stderr)
+        tqdm.write("warning: " + message, file=sys.stderr)
 
     def say(message: str) -> None:
-        print(message, file=sys.stderr)
+        tqdm.write(message, file=sys.stderr)
 
     # Without --keep-going every input is checked before the first is run: a batch that would fail, fails now.
     plans = {} if args.keep_going else prepare(todo, options, spec, warn=warn, stems=stems)
+    batch = len(inputs) > 1
+    if batch:  # a flight summary would replace an earlier one: refused now, not after an hour's work
+        check_flight_outputs(args.out, options.formats, args.overwrite or args.resume)
     if not args.quiet:
         print(
             f"model {spec.name} ({spec.arch}, {spec.gsd_m * 100:g} cm/px, sha256 {spec.sha256[:12]}) on {device}; "
@@ -280,23 +294,42 @@ def _run(args: argparse.Namespace) -> int:
     failed: list[tuple[Path, str, int]] = [(p, _one_line(exc), 2) for p, exc in missing]
     for _, message, _ in failed:
         print(f"error: {message}", file=sys.stderr)
-    for i, path in enumerate(todo, 1):
-        if not args.quiet and len(todo) > 1:
-            print(f"[{i}/{len(todo)}] {path}", file=sys.stderr)
-        try:
-            paths = plans.get(path) or prepare([path], options, spec, warn=warn, stems=stems)[path]
-            result = run_one(path, model, spec, options, weights_path=weights, paths=paths, judge=judge, say=say)
-        except Exception as exc:
-            if not args.keep_going:
-                raise
-            if args.debug:
-                traceback.print_exc()
-            code = 2 if isinstance(exc, PoppyError | OSError) else 1
-            message = _one_line(exc) if code == 2 else f"internal error ({type(exc).__name__}: {_one_line(exc)})"
-            failed.append((path, message, code))
-            print(f"error: {message}", file=sys.stderr)
-            continue
-        print(result.line())
+
+    def fail(path: Path, exc: Exception) -> None:
+        """With --keep-going: note the failure and go on; else raise it."""
+        if not args.keep_going:
+            raise exc
+        if args.debug:
+            traceback.print_exc()
+        code = 2 if isinstance(exc, PoppyError | OSError) else 1
+        message = _one_line(exc) if code == 2 else f"internal error ({type(exc).__name__}: {_one_line(exc)})"
+        failed.append((path, message, code))
+        tqdm.write(f"error: {message}", file=sys.stderr)
+
+    checks = _gate(todo, options, spec, plans, stems=stems, args=args, warn=warn, fail=fail)
+    runnable = [p for p in todo if p in checks]
+    per_tile, timed = _estimate(runnable, checks, model, spec, options, quiet=args.quiet)
+    tiles = sum(checks[p].tiles for p in runnable)
+    results = {}
+    with tqdm(total=tiles, unit="tile", disable=args.quiet, dynamic_ncols=True, desc="batch") as bar:
+        for i, path in enumerate(runnable, 1):
+            if not args.quiet and len(runnable) > 1:
+                tqdm.write(f"[{i}/{len(runnable)}] {path}", file=sys.stderr)
+            try:
+                estimate = estimate_record(checks[path].tiles, per_tile, timed)
+                results[path] = run_one(
+                    path, model, spec, options, weights_path=weights, paths=plans[path], judge=judge, say=say,
+                    check=checks[path], estimate=estimate, bar=bar,
+                )  # fmt: skip
+            except Exception as exc:
+                fail(path, exc)
+                continue
+            tqdm.write(results[path].line(), file=sys.stdout)
+    if batch:
+        entries = flight_entries(inputs, stems, args.out, done, checks, results, failed)
+        written = write_flight_summary(args.out, entries, formats=options.formats, overwrite=True)  # checked above
+        if written and not args.quiet:
+            print(f"flight summary: {', '.join(str(p) for p in written.values())}", file=sys.stderr)
     if failed:
         print(f"error: {len(failed)} of {len(todo) + len(missing)} input(s) failed (--keep-going):", file=sys.stderr)
         for path, message, _ in failed:
@@ -305,8 +338,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _network(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
-    """The checkpoint's network and spec, run as ``--runtime``/``--channels-last`` ask (the default: as loaded)."""
+def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
+    """The checkpoint's network, wrapped for the runtime asked (``--runtime``, ``--channels-last``, ``--onnx``)."""
     from core.errors import InputError
     from models.checkpoint import load_checkpoint
     from models.runtime import for_inference
@@ -338,7 +371,7 @@ def _run_frames(args: argparse.Namespace, options: Any, frames: list[Path], devi
     cameras, camera = load_cameras(args.camera)
     budget = ErrorBudget() if args.gps_error_m is None else ErrorBudget(gps_m=args.gps_error_m)
     budget.check()
-    model, spec = _network(args, device)
+    model, spec = _load_model(args, device)
     judge = load_judge(args.weights, map_location=device)
     if not args.quiet:
         print(
@@ -358,6 +391,61 @@ def _run_frames(args: argparse.Namespace, options: Any, frames: list[Path], devi
     )
     print(result.line())
     return 0
+
+
+def _gate(
+    todo: list[Path],
+    options: Any,
+    spec: Any,
+    plans: dict,
+    *,
+    stems: dict,
+    args: argparse.Namespace,
+    warn: Callable[[str], None],
+    fail: Callable[[Path, Exception], None],
+) -> dict:
+    """Quality gates before any run: each input's verdict printed, refused ones left out (or the batch stops).
+
+    With ``--keep-going`` each input is also prepared here (into ``plans``), its failure noted by ``fail``.
+    Returns the :class:`detect.pipeline.InputCheck` of every input that may run.
+    """
+    from detect.pipeline import check_input, enforce_quality, prepare
+
+    checks = {}
+    for path in todo:
+        try:
+            if args.keep_going:
+                plans[path] = prepare([path], options, spec, warn=warn, stems=stems)[path]
+            check = check_input(path, options, spec)
+            if not args.quiet or check.quality.verdict != "ok":
+                print(check.quality.line(path.name), file=sys.stderr)
+            enforce_quality(check)
+            checks[path] = check
+        except Exception as exc:
+            fail(path, exc)
+    return checks
+
+
+def _estimate(
+    runnable: list[Path], checks: dict, model: Any, spec: Any, options: Any, *, quiet: bool
+) -> tuple[float, int]:
+    """The run-time estimate: a few tiles of the first input through the model; printed for all inputs' tiles.
+
+    Returns ``(seconds_per_tile, tiles_timed)``.
+    """
+    from detect.pipeline import duration_text, warm_up
+
+    if not runnable:
+        return 0.0, 0
+    per_tile, timed = warm_up(runnable[0], model, spec, options)
+    tiles = sum(checks[p].tiles for p in runnable)
+    if not quiet:
+        print(
+            f"estimate: {duration_text(tiles * per_tile)} on this machine for the model stage ({tiles} tiles at "
+            f"{per_tile:.3g} s/tile, measured on {timed} warm-up tiles)",
+            file=sys.stderr,
+        )
+    return per_tile, timed
 
 
 if __name__ == "__main__":

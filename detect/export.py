@@ -236,6 +236,64 @@ def write_gpkg(path: Path, plots: Sequence[DetectedPlot], crs: CRS, *, overwrite
     return path
 
 
+FLIGHT_PLOT_FIELDS = ("input", "plot_id", "score", "score_kind", "area_m2", "centroid_lat", "centroid_lon", "model")
+FLIGHT_FOOTPRINT_FIELDS = ("input", "verdict", "status", "plots", "flagged_area_m2")
+
+
+def write_flight_gpkg(
+    path: Path,
+    plots: Sequence[tuple[shapely.Geometry, Mapping[str, Any]]],
+    footprints: Sequence[tuple[shapely.Geometry, Mapping[str, Any]]],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """The flight's GeoPackage: layer ``plots`` (every input's plots) and ``footprints``, both in EPSG:4326.
+
+    Args:
+        path: The file.
+        plots: ``(geometry in lon/lat, attributes)`` per plot, attributes named as :data:`FLIGHT_PLOT_FIELDS`.
+        footprints: ``(geometry in lon/lat, attributes)`` per input, named as :data:`FLIGHT_FOOTPRINT_FIELDS`.
+        overwrite: Replace an existing file.
+    """
+    import pyogrio.raw  # deferred: GDAL/OGR vector drivers load on first use
+
+    numeric = {"score", "area_m2", "centroid_lat", "centroid_lon", "flagged_area_m2"}
+
+    def columns(rows: Sequence[tuple[shapely.Geometry, Mapping[str, Any]]], names: Sequence[str]) -> list:
+        return [
+            np.array(
+                [r[1][n] for r in rows], dtype=np.float64 if n in numeric else np.int64 if n == "plots" else object
+            )
+            for n in names
+        ]
+
+    wgs84 = CRS.from_epsg(4326).to_wkt()
+    with _aside(path, overwrite) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The filename extension should be 'gpkg'")
+        warnings.filterwarnings("ignore", message=".*non conformant file extension")
+        for layer, rows, names, kind, append in (
+            ("plots", plots, FLIGHT_PLOT_FIELDS, "MultiPolygon", False),
+            ("footprints", footprints, FLIGHT_FOOTPRINT_FIELDS, "MultiPolygon", True),
+        ):
+            # One geometry type per layer: a plot with a hole in one CRS may come out of reprojection as a
+            # polygon, a footprint of two islands as a multipolygon; all are written as multipolygons.
+            geoms = np.array(
+                [shapely.to_wkb(shapely.multipolygons(shapely.get_parts(g))) for g, _ in rows], dtype=object
+            )
+            pyogrio.raw.write(
+                str(tmp),
+                geoms,
+                columns(rows, names),
+                list(names),
+                layer=layer,
+                driver="GPKG",
+                geometry_type=kind,
+                crs=wgs84,
+                append=append,
+            )
+    return path
+
+
 def _kml(tag: str, parent: ET.Element | None = None, text: str | None = None) -> ET.Element:
     el = ET.Element(f"{{{KML_NS}}}{tag}") if parent is None else ET.SubElement(parent, f"{{{KML_NS}}}{tag}")
     if text is not None:

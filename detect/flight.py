@@ -71,6 +71,7 @@ from detect.frames import (
     pixels_to_crs,
     utm_crs,
 )
+from detect.inputs import check_free_space, prob_raster_bytes
 from detect.judge import judge_plots, resolve_operating_point
 from detect.pipeline import RASTER_SUFFIXES, RunOptions, detect_plots, runtime_entry
 from detect.predict import check_gsd
@@ -483,12 +484,13 @@ def _skip_reason(meta: FrameMeta, options: FlightOptions) -> tuple[str | None, C
     return None, camera
 
 
-def _place(meta: FrameMeta, camera: Camera, crs: CRS, budget: ErrorBudget) -> FrameResult:
-    """Georeference a frame that passed :func:`_skip_reason`."""
+def _place(meta: FrameMeta, camera: Camera, crs: CRS, budget: ErrorBudget, *, forced: bool = False) -> FrameResult:
+    """Georeference a frame that passed :func:`_skip_reason`. The EXIF focal length wins over the table's (zoom
+    lenses), not over a camera given by hand (``forced``)."""
     if meta.lat is None or meta.lon is None or meta.height_m is None or meta.yaw_deg is None:
         raise ValueError(f"{meta.path}: not placeable (see _skip_reason)")  # a bug if reached
     pose = Pose(meta.lat, meta.lon, meta.height_m, meta.yaw_deg, meta.pitch_deg or -90.0, meta.roll_deg or 0.0)
-    focal = meta.focal_mm if meta.focal_mm and meta.focal_mm > 0 else camera.focal_mm
+    focal = meta.focal_mm if meta.focal_mm and meta.focal_mm > 0 and not forced else camera.focal_mm
     optics = Optics(meta.height, meta.width, camera.sensor_width_mm / meta.width, focal)
     georef = frame_georeference(pose, optics, crs)
     g = georef.gsd_m
@@ -546,30 +548,46 @@ def _place_geometry(frame: FrameResult, crs: CRS, geom: Polygon) -> Polygon:
     return orient(shapely.transform(geom, to_map), sign=1.0)
 
 
-def _detect_frame(
-    frame: FrameResult,
-    crs: CRS,
-    work: Path,
-    model: nn.Module,
-    spec: ModelSpec,
-    params: VectorParams,
-    options: RunOptions,
-    judge: tuple[nn.Module, JudgeSpec] | None,
-    judge_threshold: float,
-) -> list[DetectedPlot]:
+@dataclass(frozen=True)
+class _Search:
+    """What searching a flight's frames needs, the same for every frame.
+
+    Attributes:
+        crs: The flight's CRS.
+        work: Folder of the temporary upright GeoTIFFs and probability rasters.
+        model: The network.
+        spec: Its spec.
+        params: Threshold and clean-up of the first stage.
+        options: The run's settings.
+        flight: Camera table, error budget, nadir tolerance.
+        judge: The second stage and the plot-score threshold it keeps plots at, or None.
+    """
+
+    crs: CRS
+    work: Path
+    model: nn.Module
+    spec: ModelSpec
+    params: VectorParams
+    options: RunOptions
+    flight: FlightOptions
+    judge: tuple[nn.Module, JudgeSpec, float] | None
+
+
+def _detect_frame(frame: FrameResult, search: _Search) -> list[DetectedPlot]:
     """Run the detector on one placed frame; the plots in its upright coordinates. Raises InputError for a
     frame the model cannot take (its GSD)."""
-    tif = _write_upright(frame, crs, work / f"{frame.meta.path.stem}.upright.tif")
+    s, options, spec, judge = search, search.options, search.spec, search.judge
+    tif = _write_upright(frame, s.crs, s.work / f"{frame.meta.path.stem}.upright.tif")
     try:
         with open_raster(tif) as ds:
             info = inspect_raster(ds)
             check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
             det = detect_plots(
                 ds,
-                model,
+                s.model,
                 spec,
-                params,
-                temp_dir=work,
+                s.params,
+                temp_dir=s.work,
                 tile=options.tile,
                 overlap=options.overlap,
                 batch_size=options.batch_size,
@@ -580,7 +598,7 @@ def _detect_frame(
             )
             plots = det.plots
             if judge is not None:
-                plots = judge_plots(ds, info, plots, judge[0], judge[1], judge_threshold, device=det.prediction.device)
+                plots = judge_plots(ds, info, plots, judge[0], judge[1], judge[2], device=det.prediction.device)
     finally:
         tif.unlink(missing_ok=True)
     return plots
@@ -700,6 +718,50 @@ def _write_previews(folder: Path, frames: Sequence[FrameResult], plots: Sequence
             write_preview(folder / f"{frame.meta.path.stem}.preview.jpg", ds, info, shown, overwrite=True)
 
 
+def _read_frames(frames: Sequence[Path], flight: FlightOptions) -> list[FrameResult]:
+    """Every frame's tags, and why it cannot be placed (None where it can)."""
+    results: list[FrameResult] = []
+    for path in frames:
+        try:
+            meta = read_frame(path)
+        except InputError as exc:
+            results.append(FrameResult(FrameMeta(Path(path), 0, 0, 0), reason=str(exc).split(": ", 1)[-1]))
+            continue
+        reason, camera = _skip_reason(meta, flight)
+        results.append(FrameResult(meta, reason=reason, camera=camera))
+    return results
+
+
+def _nothing_placed(what: str, results: Sequence[FrameResult]) -> InputError:
+    """The error of a flight without a usable frame, with the first frames' reasons."""
+    reasons = "; ".join(f"{f.name}: {f.reason}" for f in results[:5])
+    return InputError(f"{what}: {reasons}" + ("; ..." if len(results) > 5 else ""))
+
+
+def _search_frame(frame: FrameResult, camera: Camera, search: _Search) -> FrameResult:
+    """Place one frame and run the detector on it; the frame skipped with the reason when either cannot be done
+    (a ray above the horizon, a GSD the model cannot take)."""
+    try:
+        placed = _place(frame.meta, camera, search.crs, search.flight.budget, forced=search.flight.camera is not None)
+    except ValueError as exc:
+        frame.reason = " ".join(str(exc).split())
+        return frame
+    # Room for the frame's temporary rasters, checked here so that a full disk stops the flight (a frame's own
+    # problems below only skip the frame): the upright copy (3 bytes a pixel) and the probability raster with its
+    # work file at the model's GSD.
+    scale = (placed.georef.gsd_m if placed.georef else search.spec.gsd_m) / search.spec.gsd_m
+    grid_h, grid_w = math.ceil(frame.meta.height * scale), math.ceil(frame.meta.width * scale)
+    need = 3 * frame.meta.height * frame.meta.width + prob_raster_bytes(grid_h, grid_w) + grid_h * grid_w
+    check_free_space(search.work, need, what=f"{frame.name}'s temporary rasters")
+    try:
+        plots = _detect_frame(placed, search)
+    except InputError as exc:
+        frame.reason = " ".join(str(exc).split(": ", 1)[-1].split())  # without the temporary file's name
+        return frame
+    placed.sightings = [(-1, p) for p in plots]
+    return placed
+
+
 def run_flight(
     frames: Sequence[Path],
     model: nn.Module,
@@ -741,49 +803,28 @@ def run_flight(
     point = resolve_operating_point(spec, judge[1] if judge else None, options.sensitivity, options.threshold)
     params = VectorParams(threshold=spec.threshold if judge else point.threshold, min_area_m2=options.min_area_m2)
     params.check()
+    # The second stage keeps plots whose score reaches the operating point; the first proposes at its own threshold.
+    judging = (judge[0], judge[1], point.threshold) if judge is not None else None
 
-    results: list[FrameResult] = []
-    for path in frames:
-        try:
-            meta = read_frame(path)
-        except InputError as exc:
-            results.append(FrameResult(FrameMeta(Path(path), 0, 0, 0), reason=str(exc).split(": ", 1)[-1]))
-            continue
-        reason, camera = _skip_reason(meta, flight)
-        results.append(FrameResult(meta, reason=reason, camera=camera))
+    results = _read_frames(frames, flight)
     placed = [f for f in results if f.reason is None]
     if not placed:
-        raise InputError(
-            f"none of the {len(results)} frame(s) could be placed: "
-            + "; ".join(f"{f.name}: {f.reason}" for f in results[:5])
-            + ("; ..." if len(results) > 5 else "")
-        )
-    first = placed[0].meta
-    crs = utm_crs(first.lon, first.lat)  # type: ignore[arg-type]
+        raise _nothing_placed(f"none of the {len(results)} frame(s) could be placed", results)
+    crs = utm_crs(placed[0].meta.lon, placed[0].meta.lat)  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
-    work = out / f".{stem}.frames-work"
+    work = out / f".{stem}.frames-work"  # the temporary upright GeoTIFFs and probability rasters
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    judge_threshold = point.threshold
+    search = _Search(crs, work, model, spec, params, options, flight, judging)
     try:
         for k, frame in enumerate(results):
-            if frame.reason is not None or frame.camera is None:
-                say(frame.line())
-                continue
-            try:
-                placed_frame = _place(frame.meta, frame.camera, crs, flight.budget)
-                plots = _detect_frame(placed_frame, crs, work, model, spec, params, options, judge, judge_threshold)
-            except (InputError, ValueError) as exc:
-                frame.reason = " ".join(str(exc).split(": ", 1)[-1].split())
-                say(frame.line())
-                continue
-            placed_frame.sightings = [(-1, p) for p in plots]
-            results[k] = placed_frame
-            say(placed_frame.line())
+            if frame.reason is None and frame.camera is not None:
+                results[k] = _search_frame(frame, frame.camera, search)
+            say(results[k].line())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not any(f.reason is None for f in results):
-        raise InputError("no frame could be searched: " + "; ".join(f"{f.name}: {f.reason}" for f in results[:5]))
+        raise _nothing_placed("no frame could be searched", results)
     plots = _merge(results, crs, flight.budget)
     record = _flight_record(frames, results, plots, crs, spec, weights_path, options, flight, params, point, paths)
     record["parameters"].update(runtime_entry(model))  # what ran the network, unless plain PyTorch
@@ -824,6 +865,29 @@ def _write_flight_outputs(
     write_feature_collection(paths["footprints"], features, overwrite=ow)
 
 
+def _frame_row(f: FrameResult, plot_ids: Sequence[str]) -> dict[str, Any]:
+    """A frame's entry in the summary: its tags, placement, expected error and plots, or why it was skipped."""
+    m = f.meta
+    return {
+        "frame": f.name,
+        "status": "placed" if f.reason is None else "skipped",
+        "reason": f.reason,
+        "camera": m.model or None,
+        "lat": m.lat,
+        "lon": m.lon,
+        "height_m": m.height_m,
+        "yaw_deg": m.yaw_deg,
+        "yaw_from": m.yaw_source or None,
+        "pitch_deg": m.pitch_deg,
+        "gsd_m": None if f.georef is None else round(f.georef.gsd_m, 5),
+        "error_centre_m": None if f.error_centre_m is None else round(f.error_centre_m, 2),
+        "error_corner_m": None if f.error_corner_m is None else round(f.error_corner_m, 2),
+        "affine_residual_m": None if f.georef is None else round(f.georef.affine_residual_m, 3),
+        "detections": len(f.sightings),
+        "plots": list(plot_ids),
+    }
+
+
 def _flight_record(
     frames: Sequence[Path],
     results: Sequence[FrameResult],
@@ -842,29 +906,7 @@ def _flight_record(
     for p in plots:
         for name in p.frames:
             by_frame.setdefault(name, []).append(p.plot_id)
-    frame_rows = []
-    for f in results:
-        m = f.meta
-        frame_rows.append(
-            {
-                "frame": f.name,
-                "status": "placed" if f.reason is None else "skipped",
-                "reason": f.reason,
-                "camera": m.model or None,
-                "lat": m.lat,
-                "lon": m.lon,
-                "height_m": m.height_m,
-                "yaw_deg": m.yaw_deg,
-                "yaw_from": m.yaw_source or None,
-                "pitch_deg": m.pitch_deg,
-                "gsd_m": None if f.georef is None else round(f.georef.gsd_m, 5),
-                "error_centre_m": None if f.error_centre_m is None else round(f.error_centre_m, 2),
-                "error_corner_m": None if f.error_corner_m is None else round(f.error_corner_m, 2),
-                "affine_residual_m": None if f.georef is None else round(f.georef.affine_residual_m, 3),
-                "detections": len(f.sightings),
-                "plots": by_frame.get(f.name, []),
-            }
-        )
+    frame_rows = [_frame_row(f, by_frame.get(f.name, [])) for f in results]
     return {
         "input": str(Path(frames[0]).absolute().parent),
         "kind": "flight frames",

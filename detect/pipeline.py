@@ -26,6 +26,7 @@ import numpy as np
 import rasterio
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from core.errors import InputError
 from core.files import file_sha256
@@ -42,15 +43,20 @@ from detect.export import (
 from detect.inputs import check_free_space, check_out_dir, finished_before, output_stems, prob_raster_bytes
 from detect.judge import OperatingPoint, judge_plots, resolve_operating_point
 from detect.predict import (
+    MAX_GSD_RATIO,
+    MIN_GSD_RATIO,
     PredictResult,
     check_gsd,
     check_model_spec,
     check_tiling,
+    footprint_tiles,
     gsd_ratio,
+    measure_tile_seconds,
     model_grid,
     predict_raster,
 )
 from detect.progress import progress_path
+from detect.quality import QualityReport, assess_quality
 from detect.raster import RasterInfo, check_has_pixels, check_readable, inspect_raster, open_raster
 from detect.rasterout import work_path
 from detect.vectorize import DetectedPlot, Sweep, VectorizeResult, VectorParams, vectorize, vectorize_sweep
@@ -61,9 +67,14 @@ from models.runtime import runtime_name
 __all__ = [
     "RASTER_SUFFIXES",
     "Detection",
+    "InputCheck",
     "RunOptions",
     "RunResult",
+    "check_input",
     "detect_plots",
+    "duration_text",
+    "enforce_quality",
+    "estimate_record",
     "find_inputs",
     "finished_inputs",
     "gdal_cache_bytes",
@@ -72,6 +83,7 @@ __all__ = [
     "run_one",
     "run_record",
     "runtime_entry",
+    "warm_up",
 ]
 
 # Raster files picked up from a folder; anything else GDAL reads can still be named directly.
@@ -108,6 +120,8 @@ class RunOptions:
         bands: 1-based band numbers of red, green and blue (``--bands``); ``None`` picks them.
         resume: Inputs an earlier run finished with the same model and parameters are skipped (see
             :func:`resume_parameters`), and outputs of unfinished ones are replaced.
+        force: Run inputs the quality gates refuse (:mod:`detect.quality`; a GSD out of range too); the summary
+            says so.
     """
 
     out_dir: Path
@@ -125,6 +139,22 @@ class RunOptions:
     allow_gsd_mismatch: bool = False
     bands: tuple[int, int, int] | None = None
     resume: bool = False
+    force: bool = False
+
+
+@dataclass
+class InputCheck:
+    """An input measured before the run: its quality verdict and the tiles the run will predict.
+
+    Attributes:
+        path: The input raster.
+        quality: The quality gates' measures and verdict (:func:`detect.quality.assess_quality`).
+        tiles: Tiles holding footprint at the run's tile size and overlap (what the run predicts).
+    """
+
+    path: Path
+    quality: QualityReport
+    tiles: int
 
 
 @dataclass
@@ -137,6 +167,7 @@ class RunResult:
         plot_count: Plots found.
         flagged_area_m2: Their summed geodesic area.
         summary: The record written to ``STEM.summary.json``.
+        plots: The plots written, geometries in the raster's CRS (``summary["raster"]["crs"]``).
     """
 
     input: Path
@@ -144,6 +175,7 @@ class RunResult:
     plot_count: int
     flagged_area_m2: float
     summary: dict[str, Any] = field(default_factory=dict)
+    plots: list[DetectedPlot] = field(default_factory=list)
 
     def line(self) -> str:
         """The one-line report for the console."""
@@ -209,6 +241,7 @@ def detect_plots(
     bands: tuple[int, int, int] | None = None,
     resume_key: dict[str, Any] | None = None,
     say: Callable[[str], None] | None = None,
+    bar: tqdm | None = None,
 ) -> Detection:
     """Predict an orthomosaic's poppy probability and vectorise it into plots: the one raster -> plots path.
 
@@ -239,6 +272,8 @@ def detect_plots(
         resume_key: Record progress and resume an interrupted prediction into the kept ``prob_path`` (see
             :func:`detect.predict.predict_raster`); None does neither.
         say: Called with one line when a prediction is resumed or cannot be.
+        bar: A batch-wide tqdm bar to advance instead of a bar of this input's own (see
+            :func:`detect.predict.predict_raster`).
 
     Returns:
         A :class:`Detection`.
@@ -270,6 +305,7 @@ def detect_plots(
             bands=bands,
             resume_key=resume_key if keep else None,
             say=say,
+            bar=bar,
         )
         t0 = time.perf_counter()
         source = name if source is None else source
@@ -408,7 +444,7 @@ def prepare(
             grid = model_grid(info, spec.gsd_m)
             prob_bytes.append(prob_raster_bytes(grid.height, grid.width))
             work_bytes.append(grid.height * grid.width)
-            message = check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
+            message = check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch or options.force)
             if message is not None and warn is not None:
                 warn(message)
         paths = output_paths(options.out_dir, stems[path], options.formats)
@@ -422,6 +458,97 @@ def prepare(
         need += max(work_bytes)
         check_free_space(options.out_dir, need, what="the probability rasters")
     return plans
+
+
+def check_input(path: str | Path, options: RunOptions, spec: ModelSpec) -> InputCheck:
+    """Measure an input's quality and count the tiles its run will predict, reading samples only.
+
+    See :mod:`detect.quality`; the verdict is not enforced here (:func:`enforce_quality` does that).
+
+    Raises:
+        InputError: If the raster cannot be used at all (as :func:`prepare` says).
+    """
+    path = Path(path)
+    tile, overlap = check_tiling(spec, options.tile, options.overlap, options.batch_size)
+    with open_raster(path) as ds:
+        info = inspect_raster(ds, options.bands)
+        grid = model_grid(info, spec.gsd_m)
+        tiles, _ = footprint_tiles(ds, info, grid, tile, overlap)
+        report = assess_quality(
+            ds,
+            info,
+            model_gsd_m=spec.gsd_m,
+            scale=grid.scale,
+            tiles=tiles,
+            tile=tile,
+            max_gsd_ratio=MAX_GSD_RATIO,
+            min_gsd_ratio=MIN_GSD_RATIO,
+            allow_gsd=options.allow_gsd_mismatch,
+        )
+    report.forced = report.verdict == "refuse" and options.force
+    return InputCheck(path, report, len(tiles))
+
+
+def enforce_quality(check: InputCheck) -> None:
+    """Refuse to run an input the quality gates refused, unless ``--force`` (then ``quality.forced`` is set).
+
+    Raises:
+        InputError: Naming the input, each reason, and the way out.
+    """
+    q = check.quality
+    if q.verdict == "refuse" and not q.forced:
+        raise InputError(
+            f"{check.path}: refused by the quality gates: {'; '.join(q.reasons)}; check the orthomosaic (or its "
+            "export), or pass --force to run it anyway"
+        )
+
+
+def warm_up(path: str | Path, model: nn.Module, spec: ModelSpec, options: RunOptions) -> tuple[float, int]:
+    """Seconds per tile of prediction on this machine, from a few tiles of ``path`` through ``model``.
+
+    See :func:`detect.predict.measure_tile_seconds`; times the tiles holding footprint gives the estimate.
+
+    Returns:
+        ``(seconds_per_tile, tiles_timed)``.
+    """
+    tile, overlap = check_tiling(spec, options.tile, options.overlap, options.batch_size)
+    with open_raster(path) as ds:
+        info = inspect_raster(ds, options.bands)
+        grid = model_grid(info, spec.gsd_m)
+        tiles, _ = footprint_tiles(ds, info, grid, tile, overlap)
+        return measure_tile_seconds(
+            ds,
+            info,
+            grid,
+            tiles,
+            model,
+            spec,
+            tile=tile,
+            batch_size=options.batch_size,
+            device=options.device,
+            tta=options.tta,
+        )
+
+
+def estimate_record(tiles: int, seconds_per_tile: float, tiles_timed: int) -> dict[str, Any]:
+    """The summary's ``estimate`` block: the predicted seconds of the model stage and how they were found."""
+    return {
+        "predict_s": round(tiles * seconds_per_tile, 2),
+        "tiles": tiles,
+        "seconds_per_tile": round(seconds_per_tile, 5),
+        "warmup_tiles_timed": tiles_timed,
+        "covers": "the model stage (timings_s.predict): reading and predicting the tiles that hold footprint",
+    }
+
+
+def duration_text(seconds: float) -> str:
+    """``about 40 s``, ``about 3 min``, ``about 2 h 10 min``: an estimate's precision, not more."""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 3600:
+        return f"about {round(seconds / 60)} min"
+    h, m = divmod(round(seconds / 60), 60)
+    return f"about {h} h {m} min"
 
 
 def gdal_cache_bytes(
@@ -462,6 +589,9 @@ def run_one(
     paths: dict[str, Path] | None = None,
     judge: tuple[nn.Module, JudgeSpec] | None = None,
     say: Callable[[str], None] | None = None,
+    check: InputCheck | None = None,
+    estimate: dict[str, Any] | None = None,
+    bar: tqdm | None = None,
 ) -> RunResult:
     """Detect plots in one orthomosaic and write its outputs.
 
@@ -482,13 +612,23 @@ def run_one(
         paths: Output paths from :func:`prepare`; computed (and checked) here when ``None``.
         judge: The second stage from :func:`models.checkpoint.load_judge`, or None for a one-stage model.
         say: Called with one line when the prediction is resumed, or cannot be and why.
+        check: The input's quality check (:func:`check_input`), stored in the summary's ``quality`` block;
+            measured here when None. A refused input is not run unless ``options.force``.
+        estimate: The run-time estimate (:func:`estimate_record`), stored in the summary beside the timings.
+        bar: A batch-wide tqdm bar to advance (see :func:`detect.predict.predict_raster`).
 
     Returns:
         A :class:`RunResult`.
+
+    Raises:
+        InputError: If the input cannot be used, or the quality gates refuse it without ``options.force``.
     """
     path = Path(path)
     if paths is None:
         paths = prepare([path], options, spec)[path]
+    if check is None:
+        check = check_input(path, options, spec)
+    enforce_quality(check)
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Everything is written into a hidden folder inside --out and renamed into place at the very end, so a
@@ -500,7 +640,8 @@ def run_one(
     keep_stage = False
     try:
         staged = {k: stage / p.name for k, p in paths.items()}
-        result = _run_staged(path, model, spec, options, weights_path, staged, judge, say)
+        extra = {"quality": check.quality.to_dict(), "estimate": estimate}
+        result = _run_staged(path, model, spec, options, weights_path, staged, judge, say, extra, bar)
         _publish(staged, paths, overwrite=options.overwrite or options.resume)
     except KeyboardInterrupt:
         keep_stage = progress_path(stage / f"{stem}.prob.tif").exists()  # Ctrl-C: the next run continues
@@ -550,8 +691,13 @@ def _run_staged(
     paths: dict[str, Path],
     judge: tuple[nn.Module, JudgeSpec] | None,
     say: Callable[[str], None] | None = None,
+    extra: dict[str, Any] | None = None,
+    bar: tqdm | None = None,
 ) -> RunResult:
-    """:func:`run_one`'s work, writing every output to ``paths`` (in the staging folder)."""
+    """:func:`run_one`'s work, writing every output to ``paths`` (in the staging folder).
+
+    ``extra`` holds summary blocks measured before the run (``quality``, ``estimate``).
+    """
     t_start = time.perf_counter()
     point = resolve_operating_point(spec, judge[1] if judge else None, options.sensitivity, options.threshold)
     # With a judge the first stage proposes at its own recall-first threshold and the point applies to plot scores.
@@ -568,7 +714,7 @@ def _run_staged(
     with open_raster(path) as ds, contextlib.ExitStack() as stack:
         info = inspect_raster(ds, options.bands)
         # Again here, for callers that pass ``paths`` from a prepare() without the spec.
-        check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch)
+        check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch or options.force)
         cache_bytes = gdal_cache_bytes(ds, info, spec, options.tile)
         if cache_bytes is not None:
             stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))  # bytes: rasterio sets it directly
@@ -592,6 +738,7 @@ def _run_staged(
             bands=options.bands,
             resume_key={"input_sha256": input_sha, "model_sha256": spec.sha256, **runtime_entry(model)},
             say=say,
+            bar=bar,
         )
         plots, judge_s = det.plots, 0.0
         if judge is not None:
@@ -602,6 +749,7 @@ def _run_staged(
             path, input_sha, spec, weights_path, options, info, det, cache_bytes, paths,
             plots=plots, point=point, judge=judge[1] if judge else None, model=model,
         )  # fmt: skip
+        record.update(extra or {})  # before the outputs: the report shows the quality verdict
 
         t0 = time.perf_counter()
         ctx = ExportContext(source=path, ds=ds, info=info, plots=plots, record=record, overwrite=options.overwrite)
@@ -622,7 +770,7 @@ def _run_staged(
         "vectorize_detail": {k: round(v, 3) for k, v in det.result.timings.items()},
     }
     write_summary(paths[SUMMARY.name], record, overwrite=options.overwrite)  # last: it marks a finished input
-    return RunResult(path, paths, len(plots), sum(p.area_m2 for p in plots), record)
+    return RunResult(path, paths, len(plots), sum(p.area_m2 for p in plots), record, list(plots))
 
 
 def runtime_entry(model: nn.Module | None) -> dict[str, str]:

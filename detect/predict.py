@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import math
 import os
 import queue
@@ -66,7 +67,9 @@ __all__ = [
     "check_model_spec",
     "check_tiling",
     "coarse_footprint",
+    "footprint_tiles",
     "gsd_ratio",
+    "measure_tile_seconds",
     "model_grid",
     "predict_batch",
     "predict_raster",
@@ -86,6 +89,10 @@ MAX_GSD_RATIO = 3.0
 MIN_GSD_RATIO = 1 / 20
 FOOTPRINT_MAX_SIDE = 2048  # longest side of the coarse footprint read; bounds its cost on huge rasters
 _QUEUE_BATCHES = 3  # batches read ahead: enough to hide I/O jitter, small enough to bound memory
+# Warm-up of the run-time estimate: one batch untimed (thread pools, CUDA context and kernels, the allocator all
+# start on the first call), then this many timed. Two batches of single tiles on a CPU cost ~0.5 s with the
+# shipped model, against minutes for a flight.
+WARMUP_TIMED_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -303,6 +310,14 @@ def predict_batch(
     Returns:
         ``float32`` array ``[B, H, W]`` in [0, 1].
     """
+    return _probabilities(model, rgb, spec, device, tta=tta)
+
+
+def _probabilities(
+    model: nn.Module, rgb: np.ndarray, spec: ModelSpec, device: torch.device, *, tta: bool = False
+) -> np.ndarray:
+    """:func:`predict_batch`'s work; the warm-up (:func:`measure_tile_seconds`) calls it directly, so that code
+    wrapping :func:`predict_batch` (tests that interrupt a run after N batches) counts the run's batches only."""
     x = torch.from_numpy(rgb)
     if device.type == "cuda":
         x = x.pin_memory().to(device, non_blocking=True)
@@ -510,10 +525,14 @@ def check_model_spec(spec: ModelSpec) -> None:
         raise InputError(f"the model's classes {spec.classes} have no 'poppy'; use a poppy detector checkpoint")
 
 
-def _tiles_to_run(
+def footprint_tiles(
     ds: rasterio.io.DatasetReader, info: RasterInfo, grid: ModelGrid, tile: int, overlap: int
 ) -> tuple[list[tuple[int, int]], int]:
-    """The tiles ``(row_off, col_off)`` that touch the valid footprint, rows first, and how many tiles in all."""
+    """The tiles ``(row_off, col_off)`` that touch the valid footprint, rows first, and how many tiles in all.
+
+    These are the tiles :func:`predict_raster` runs (the quality gates sample them, the run-time estimate counts
+    them). Judged on a coarse, dilated footprint (:func:`coarse_footprint`): one decimated mask read.
+    """
     footprint, cell = coarse_footprint(ds, info, grid, cell=max(8, tile // 4))
     rows = tile_starts(grid.height, tile, overlap)
     cols = tile_starts(grid.width, tile, overlap)
@@ -524,6 +543,76 @@ def _tiles_to_run(
         if window_touches_footprint(Window(col_off=c, row_off=r, width=tile, height=tile), footprint, cell)
     ]
     return tiles, len(rows) * len(cols)
+
+
+def measure_tile_seconds(
+    ds: rasterio.io.DatasetReader,
+    info: RasterInfo,
+    grid: ModelGrid,
+    tiles: list[tuple[int, int]],
+    model: nn.Module,
+    spec: ModelSpec,
+    *,
+    tile: int,
+    batch_size: int,
+    device: str | torch.device = "cpu",
+    tta: bool = False,
+    timed_batches: int = WARMUP_TIMED_BATCHES,
+) -> tuple[float, int]:
+    """Seconds per tile of prediction on this machine, measured on a few real tiles through the real model.
+
+    Tiles from the middle of ``tiles`` (the footprint's inside, not its ragged edge) are read and predicted
+    batch by batch as :func:`predict_raster` does; the first batch is not timed (start-up costs), the next
+    ``timed_batches`` are, reading and the model separately. :func:`predict_raster` reads in a thread while the
+    model runs, so a tile costs about the slower of the two. Blending and writing are not included (a few per
+    cent of the model's time on the CPU). Nothing is written and the model's mode is restored.
+
+    Args:
+        ds: The open raster.
+        info: Its description.
+        grid: Its model grid.
+        tiles: Its tiles holding footprint (:func:`footprint_tiles`).
+        model: The network.
+        spec: Its spec.
+        tile: Tile size in model pixels.
+        batch_size: Tiles per forward pass, as the run will use.
+        device: Where the run will go.
+        tta: Test-time augmentation, as the run will use.
+        timed_batches: Batches timed after the untimed first one.
+
+    Returns:
+        ``(seconds_per_tile, tiles_timed)``; ``(0.0, 0)`` when there is no tile. With a single batch of tiles
+        that batch is timed, start-up included (an overestimate).
+    """
+    if not tiles:
+        return 0.0, 0
+    dev = resolve_device(device)
+    n = batch_size * (1 + timed_batches)
+    mid = max(0, len(tiles) // 2 - n // 2)
+    sample = tiles[mid : mid + n]
+    was_training = model.training
+    model.to(dev).eval()
+    read_s = model_s = 0.0
+    timed = 0
+    try:
+        batches = _tile_batches(ds, info, grid, sample, tile, batch_size)
+        for i in itertools.count():
+            t0 = time.perf_counter()
+            item = next(batches, None)
+            if item is None:
+                break
+            chunk, rgb, _ = item
+            t1 = time.perf_counter()
+            _probabilities(model, rgb, spec, dev, tta=tta)
+            t2 = time.perf_counter()
+            if i == 0 and len(sample) > batch_size:
+                continue  # start-up, not the steady rate
+            read_s += t1 - t0
+            model_s += t2 - t1
+            timed += len(chunk)
+    finally:
+        model.train(was_training)
+    return max(read_s, model_s) / max(timed, 1), timed
 
 
 def _stream_tiles(
@@ -578,6 +667,7 @@ def predict_raster(
     bands: tuple[int, int, int] | None = None,
     resume_key: Mapping[str, Any] | None = None,
     say: Callable[[str], None] | None = None,
+    bar: tqdm | None = None,
 ) -> PredictResult:
     """Predict poppy probability over a whole orthomosaic and stream it to a GeoTIFF.
 
@@ -605,6 +695,8 @@ def predict_raster(
         resume_key: What identifies this prediction beyond the arguments (e.g. input and model SHA-256); None
             neither records progress nor resumes.
         say: Called with one line when an earlier call is resumed, or when its record cannot be used and why.
+        bar: A progress bar over a whole batch of inputs to advance, instead of one of this call's own; it is
+            left open, its ``total`` reduced by the tiles a resumed call need not run.
 
     Returns:
         A :class:`PredictResult`.
@@ -632,7 +724,7 @@ def predict_raster(
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        tiles, tiles_total = _tiles_to_run(ds, info, grid, tile, overlap)
+        tiles, tiles_total = footprint_tiles(ds, info, grid, tile, overlap)
         timings["footprint"] = time.perf_counter() - t0
         weights = blend_weights(tile, overlap)
         model.to(dev).eval()
@@ -685,20 +777,28 @@ def predict_raster(
             top = todo[0][0] if todo else rows_done
             strip = _Strip(tile, grid.width, writer, grid.height, top=top, keep_before=rows_done, on_rows=on_rows)
             reader = _ReadAhead(_tile_batches(ds, info, grid, todo, tile, batch_size), maxsize=_QUEUE_BATCHES)
-            bar = tqdm(
-                total=len(todo),
-                unit="tile",
-                desc=Path(info.path).name,
-                disable=not progress,
-                leave=False,
-                dynamic_ncols=True,
-            )
+            own_bar = bar is None
+            if bar is None:
+                bar = tqdm(
+                    total=len(todo),
+                    unit="tile",
+                    desc=Path(info.path).name,
+                    disable=not progress,
+                    leave=False,
+                    dynamic_ncols=True,
+                )
+            else:
+                bar.set_description(Path(info.path).name, refresh=False)
+                if start and bar.total is not None:
+                    bar.total -= start  # not run again: counting them as done would inflate the rate
+                    bar.refresh()
             try:
                 t_model, t_write = _stream_tiles(
                     reader, model, spec, dev, tta, strip, weights, grid.height, bar, strip_tiles
                 )
             finally:
-                bar.close()
+                if own_bar:
+                    bar.close()
                 reader.close()
             t1 = time.perf_counter()
         t_write += time.perf_counter() - t1  # making the GeoTIFF (overviews included) and renaming it

@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import pyproj
 import rasterio
+import rasterio.features
+import shapely
+import shapely.geometry
 from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
@@ -37,6 +40,7 @@ __all__ = [
     "RasterInfo",
     "check_has_pixels",
     "check_readable",
+    "footprint_outline",
     "inspect_raster",
     "open_raster",
     "parse_bands",
@@ -494,3 +498,20 @@ def read_band(
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     out[rows, cols] = ds.read(band, window=src, out_shape=shape, resampling=resampling)
     return out
+
+
+def footprint_outline(ds: rasterio.io.DatasetReader, info: RasterInfo, side: int = 512) -> shapely.Geometry:
+    """The valid footprint as a polygon in the raster's CRS, from one decimated read of GDAL's mask.
+
+    For maps of a flight (where each orthomosaic lies), not for measuring: its edges are as coarse as the
+    decimated read, at most ``side`` cells along the longer side (served from overviews when present).
+
+    Returns:
+        A (multi)polygon; empty when no cell is valid.
+    """
+    k = min(1.0, side / max(info.height, info.width))
+    shape = (max(1, round(info.height * k)), max(1, round(info.width * k)))
+    mask = (ds.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0).astype(np.uint8)
+    transform = info.transform * Affine.scale(info.width / shape[1], info.height / shape[0])
+    polys = [shapely.geometry.shape(g) for g, v in rasterio.features.shapes(mask, mask=mask > 0, transform=transform)]
+    return shapely.union_all(polys) if polys else shapely.Polygon()

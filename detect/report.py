@@ -30,10 +30,12 @@ from detect.raster import RasterInfo
 from detect.vectorize import DetectedPlot
 
 __all__ = [
+    "PAGE_CSS",
     "REPORT_MAX_CHIPS",
     "REPORT_OVERVIEW_SIDE",
     "build_report",
     "map_links",
+    "page_head",
     "write_report",
 ]
 
@@ -42,7 +44,7 @@ REPORT_OVERVIEW_SIDE = 1400  # the overview's longer side in px: plot outlines v
 _CHIP_QUALITY = 80
 _OVERVIEW_QUALITY = 82
 
-_CSS = """
+PAGE_CSS = """
 body{font:15px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;
 padding:12px;color:#1b1b1b;background:#fff}
 h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.15em;margin:1.2em 0 .4em;border-bottom:1px solid #ccc}
@@ -67,6 +69,20 @@ def _e(value: object) -> str:
 
 def _data_uri(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def page_head(title: str, extra_css: str = "") -> list[str]:
+    """The start of a self-contained page (up to its ``<h1>``): inline style, no script, no network."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # No network even by accident: the page may only use what is inside it (data: images, inline style).
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+        "style-src 'unsafe-inline'\">",
+        f"<title>{_e(title)}</title><style>{PAGE_CSS}{extra_css}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+    ]
 
 
 def map_links(lat: float, lon: float) -> dict[str, str]:
@@ -113,6 +129,10 @@ def _run_section(record: Mapping[str, Any], plots: Sequence[DetectedPlot], sourc
         if point.get("note"):
             rows.append(("How it was chosen", point["note"]))
     rows.append(("Score", record.get("score", "")))
+    quality = record.get("quality") or {}
+    if quality:  # the quality gates' verdict: a warning here means plots may have been missed
+        verdict = quality.get("verdict", "") + (" (run anyway: --force)" if quality.get("forced") else "")
+        rows.append(("Input quality", "; ".join([verdict, *quality.get("reasons", [])])))
     out = ["<h2>This run</h2>", "<dl>"]
     out += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows]
     out.append("</dl>")
@@ -150,16 +170,7 @@ def build_report(
     """
     ranked = sorted(plots, key=lambda p: (-p.score, p.plot_id))
     title = f"Suspected poppy plots: {source_name}"
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        # No network even by accident: the page may only use what is inside it (data: images, inline style).
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
-        "style-src 'unsafe-inline'\">",
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-    ]
+    out = page_head(title)
     out += _run_section(record, plots, source_name)
 
     overview = encode_jpeg(render_preview(ds, info, plots, max_side=overview_side), _OVERVIEW_QUALITY)

@@ -235,6 +235,24 @@ def _photo(ext: str) -> Callable[[Path, Kit], list[str]]:
     return build
 
 
+def _frames(*kinds: str, extra: tuple[str, ...] = ()) -> Callable[[Path, Kit], list[str]]:
+    """A folder of drone JPEGs tagged like a DJI camera's (``tests/frames_kit.py``), one per kind: ``ok``,
+    ``no-gps``, ``oblique`` or ``unknown-camera``."""
+
+    def build(tmp: Path, kit: Kit) -> list[str]:
+        from tests.frames_kit import cut_frame, make_ortho
+
+        ortho = make_ortho(8.0, [])
+        folder = tmp / "DCIM"
+        folder.mkdir()
+        for i, kind in enumerate(kinds, 1):
+            kw = {"no-gps": {"gps": False}, "oblique": {"pitch": -60.0}, "unknown-camera": {"model": "FC9999"}}
+            cut_frame(folder / f"DJI_{i:04d}.JPG", ortho, (0.0, 0.0), 9.0, 0.0, size=(60, 80), **kw.get(kind, {}))
+        return _infer(tmp, kit, folder, extra=extra)
+
+    return build
+
+
 def _raster(**kw: object) -> Callable[[Path, Kit], list[str]]:
     extra = tuple(kw.pop("extra", ()))  # type: ignore[arg-type]
     name = str(kw.pop("name", "site.tif"))
@@ -325,6 +343,27 @@ CASES += [
     ),
     Case("photo-png", "a single drone photo saved as PNG", _photo("png"), 2, ("is a photo (PNG", "photogrammetry")),
     Case("photo-jpeg", "a single drone photo (JPEG)", _photo("jpg"), 2, ("is a photo (JPEG", "OpenDroneMap")),
+    Case(
+        "frames-none-placeable",
+        "a folder of raw drone frames (JPEG, DJI tags), none placeable: one without GPS, one oblique",
+        _frames("no-gps", "oblique"),
+        2,
+        ("none of the 2 frame(s) could be placed", "DJI_0001.JPG: no GPS position", "DJI_0002.JPG: oblique"),
+    ),
+    Case(
+        "frames-unknown-camera",
+        "raw drone frames from a camera missing from the camera table",
+        _frames("unknown-camera"),
+        2,
+        ("unknown camera FC9999 (DJI)", "--camera SENSOR_WIDTH_MM,FOCAL_MM"),
+    ),
+    Case(
+        "frames-camera-one-number",
+        "raw drone frames with `--camera 13.2` (no focal length)",
+        _frames("ok", extra=("--camera", "13.2")),
+        2,
+        ("--camera 13.2: give the sensor width and the focal length in millimetres",),
+    ),
     Case(
         "tiff-no-georef",
         "a TIFF with neither CRS nor geotransform",

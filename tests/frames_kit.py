@@ -23,8 +23,14 @@ from affine import Affine
 from PIL import Image
 from pyproj import Transformer
 
+
+def site_crs(lon: float, lat: float) -> str:
+    """A transverse Mercator projection centred on a site: grid north is true north there, a metre a metre."""
+    return f"+proj=tmerc +lat_0={lat} +lon_0={lon} +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+
+
 SITE_LON, SITE_LAT = 103.3, 36.1  # about 1.7 degrees west of UTM zone 48's meridian: a convergence of ~1 degree
-SITE_CRS = f"+proj=tmerc +lat_0={SITE_LAT} +lon_0={SITE_LON} +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+SITE_CRS = site_crs(SITE_LON, SITE_LAT)
 GREEN = (60, 140, 50)
 RED = (225, 35, 30)
 # Phantom 4 Pro (FC6310): 13.2 mm wide sensor, 8.8 mm lens; a 400 px wide frame has 33 um pixels.
@@ -33,16 +39,37 @@ CAMERA_MODEL, SENSOR_MM, FOCAL_MM = "FC6310", 13.2, 8.8
 
 @dataclass(frozen=True)
 class Ortho:
-    """A generated orthomosaic held in memory: pixels ``[rows, cols, 3]`` (RGB) and its transform."""
+    """A generated orthomosaic held in memory: pixels ``[rows, cols, 3]`` (RGB), its transform and site CRS."""
 
     rgb: np.ndarray
     transform: Affine
+    crs: str = SITE_CRS
 
 
-def lonlat(x: float, y: float) -> tuple[float, float]:
+def lonlat(x: float, y: float, crs: str = SITE_CRS) -> tuple[float, float]:
     """Site coordinates (metres east, north of the site's origin) to WGS84 longitude, latitude."""
-    lon, lat = Transformer.from_crs(SITE_CRS, "EPSG:4326", always_xy=True).transform(x, y)
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
     return float(lon), float(lat)
+
+
+def ortho_from_scene(path: Path, lon: float, lat: float, half_size_m: float, gsd: float = 0.03) -> Ortho:
+    """A generated scene (``datasets.synthetic``, any CRS) warped into the site projection centred at
+    ``(lon, lat)``, ``half_size_m`` around it, at ``gsd`` (bilinear)."""
+    from rasterio.warp import Resampling, reproject
+
+    crs = site_crs(lon, lat)
+    n = round(2 * half_size_m / gsd)
+    transform = Affine(gsd, 0, -half_size_m, 0, -gsd, half_size_m)
+    rgb = np.zeros((3, n, n), dtype=np.uint8)
+    with rasterio.open(path) as src:
+        reproject(
+            source=rasterio.band(src, [1, 2, 3]),
+            destination=rgb,
+            dst_transform=transform,
+            dst_crs=crs,
+            resampling=Resampling.bilinear,
+        )
+    return Ortho(np.ascontiguousarray(rgb.transpose(1, 2, 0)), transform, crs)
 
 
 def make_ortho(
@@ -61,23 +88,6 @@ def make_ortho(
         c1, r1 = ~transform * (x + side / 2, y - side / 2)
         rgb[round(r0) : round(r1), round(c0) : round(c1)] = RED
     return Ortho(rgb, transform)
-
-
-def write_ortho(path: Path, ortho: Ortho) -> Path:
-    """The orthomosaic as a GeoTIFF in the site's CRS."""
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        height=ortho.rgb.shape[0],
-        width=ortho.rgb.shape[1],
-        count=3,
-        dtype="uint8",
-        crs=SITE_CRS,
-        transform=ortho.transform,
-    ) as ds:
-        ds.write(ortho.rgb.transpose(2, 0, 1))
-    return path
 
 
 def dji_xmp(height_m: float | None, yaw: float | None, pitch: float | None, roll: float = 0.0) -> bytes:
@@ -121,8 +131,9 @@ def cut_frame(
     model: str = CAMERA_MODEL,
     gps: bool = True,
     xmp: bool = True,
+    tilted: bool = False,
 ) -> Path:
-    """Write the nadir view from ``centre`` (site metres) at ``height_m`` and heading ``yaw`` as a tagged JPEG.
+    """Write the view from ``centre`` (site metres) at ``height_m`` and heading ``yaw`` as a tagged JPEG.
 
     Args:
         path: The JPEG.
@@ -132,26 +143,36 @@ def cut_frame(
         yaw: Heading of the image's top, degrees clockwise from north.
         size: ``(rows, cols)`` of the frame.
         gps_offset: Added to the position written in the EXIF (the GPS's error), metres east and north.
-        pitch: Written as the gimbal pitch (the view is cut straight down whatever it says); None leaves it out.
+        pitch: Written as the gimbal pitch; None leaves it out. The view is cut straight down whatever it says,
+            unless ``tilted``.
         model: The EXIF camera model.
         gps: Write the EXIF GPS position.
         xmp: Write the DJI XMP (height, attitude).
+        tilted: Cut the view of the camera tilted as ``pitch`` says: its optical axis raised from straight down
+            towards the heading by ``pitch + 90`` degrees (rays in east, north, up; each meets the ground).
     """
     rows, cols = size
-    g = height_m * (SENSOR_MM / cols) / FOCAL_MM
+    k = (SENSOR_MM / cols) / FOCAL_MM  # the tangent of a pixel's angle
     s, c = math.sin(math.radians(yaw)), math.cos(math.radians(yaw))
     jj, ii = np.meshgrid(np.arange(cols) + 0.5 - cols / 2, np.arange(rows) + 0.5 - rows / 2)
-    x = centre[0] + g * (jj * c - ii * s)
-    y = centre[1] + g * (-jj * s - ii * c)
+    t = math.radians(pitch + 90.0) if tilted and pitch is not None else 0.0
+    ahead, right, down = np.array([s, c, 0.0]), np.array([c, -s, 0.0]), np.array([0.0, 0.0, -1.0])
+    axis = math.cos(t) * down + math.sin(t) * ahead
+    up = math.cos(t) * ahead - math.sin(t) * down  # the image's top
+    ray = axis + (jj * k)[..., None] * right - (ii * k)[..., None] * up
+    reach = height_m / -ray[..., 2]
+    x = centre[0] + reach * ray[..., 0]
+    y = centre[1] + reach * ray[..., 1]
     inv = ~ortho.transform
     map_x = (inv.a * x + inv.b * y + inv.c - 0.5).astype(np.float32)
     map_y = (inv.d * x + inv.e * y + inv.f - 0.5).astype(np.float32)
-    view = cv2.remap(ortho.rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    # Outside the orthomosaic: black, as the outside of a generated scene's footprint (never a mirrored copy of a plot).
+    view = cv2.remap(ortho.rgb, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     exif = Image.Exif()
     exif[271], exif[272], exif[274] = "DJI", model, 1
     exif.get_ifd(0x8769)[0x920A] = FOCAL_MM
     if gps:
-        lon, lat = lonlat(centre[0] + gps_offset[0], centre[1] + gps_offset[1])
+        lon, lat = lonlat(centre[0] + gps_offset[0], centre[1] + gps_offset[1], ortho.crs)
         exif.get_ifd(0x8825).update(
             {
                 0: b"\x02\x03\x00\x00",

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 import torch
 from PIL import Image
 from pyproj import CRS, Transformer
-from shapely.geometry import Point, Polygon, box
+from shapely.geometry import Point, Polygon, box, shape
 from torch import nn
 
 from core.errors import InputError
@@ -203,6 +204,16 @@ def test_real_frames_tags() -> None:
         m = read_frame(dji)
         assert (m.make, m.model, m.height_m, m.pitch_deg, m.yaw_deg) == ("DJI", "FC300S", 39.9, -89.9, -140.0)
         assert m.yaw_source == "XMP GimbalYawDegree" and (m.height, m.width) == (2250, 4000)
+        # A Phantom 3 (FC300S: 6.17 mm sensor, 3.61 mm lens) at 39.9 m: 1.70 cm/px, 68 m x 38 m on the ground.
+        from detect.flight import _place, _skip_reason
+
+        reason, camera = _skip_reason(m, FlightOptions())
+        assert reason is None and camera is not None
+        placed = _place(m, camera, utm_crs(m.lon or 0.0, m.lat or 0.0), ErrorBudget())
+        assert placed.georef is not None
+        assert placed.georef.gsd_m == pytest.approx(39.9 * 6.17 / 4000 / 3.61 * 0.9998, rel=1e-3)  # UTM 15N scale
+        assert placed.georef.footprint.area == pytest.approx(4000 * 2250 * placed.georef.gsd_m**2, rel=1e-3)
+        assert 3.0 < (placed.error_centre_m or 0) < (placed.error_corner_m or 0) < 4.5
 
 
 def test_find_frames(tmp_path: Path) -> None:
@@ -334,6 +345,22 @@ def test_flight_plots_placed_and_merged(tmp_path: Path, gps_error: bool) -> None
         run_flight(frames, RedRule(), SPEC, options)
 
 
+def test_tilted_frames_are_ray_cast(tmp_path: Path) -> None:
+    """Frames 6 and 8 degrees off straight down (inside the nadir tolerance) see their plot a metre or more from
+    where a straight-down camera would: the ray-cast puts it back within centimetres."""
+    ortho = make_ortho(20.0, [(x, y, SIDE) for x, y in PLOTS.values()])
+    folder = tmp_path / "tilted"
+    folder.mkdir()
+    cut_frame(folder / "a.jpg", ortho, (-6.5, 2.5), HEIGHT, 30.0, pitch=-84.0, tilted=True)
+    cut_frame(folder / "b.jpg", ortho, (-5.0, 5.0), HEIGHT, 250.0, pitch=-82.0, tilted=True)
+    options = RunOptions(out_dir=tmp_path / "out", min_area_m2=0.5, batch_size=4, device="cpu", progress=False)
+    result = run_flight([folder / "a.jpg", folder / "b.jpg"], RedRule(), SPEC, options)
+    assert [f.georef.affine_residual_m > 0.01 for f in result.frames if f.georef] == [True, True]
+    assert len(result.plots) == 1 and set(result.plots[0].frames) == {"a.jpg", "b.jpg"}  # one plot, both frames
+    off = math.dist(PLOTS["A"], _site_xy(result.plots[0].centroid_lon, result.plots[0].centroid_lat))
+    assert off < 0.05, off  # ignoring the tilt would put it 0.9-1.3 m off
+
+
 def test_flight_without_any_placeable_frame(tmp_path: Path) -> None:
     ortho = make_ortho(10.0, [])
     folder = tmp_path / "bad"
@@ -397,3 +424,105 @@ def test_cli_frames_refused(tmp_path: Path, capsys: pytest.CaptureFixture, extra
     err = capsys.readouterr().err.strip()
     assert re.match(message, err) and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+# --- a generated scene and the shipped model (slow) -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_generated_scene_flight_with_the_shipped_model(tmp_path: Path) -> None:
+    """Frames cut from a generated scene (datasets.synthetic) around its plots, two per plot at different headings
+    and with GPS errors, searched with the shipped model: found plots lie within 2 m of the truth, and the two
+    sightings of a plot are one plot."""
+    from datasets.synthetic import render_scene
+    from models.checkpoint import load_checkpoint
+    from tests.frames_kit import ortho_from_scene
+
+    scene = render_scene(tmp_path / "scene", "s", seed=3, size=2048, gsd_m=0.03, stage="flowering", crs="utm")
+    lon, lat = scene["meta"]["centre_lonlat"]
+    ortho = ortho_from_scene(Path(scene["image"]), lon, lat, 30.0)
+    to_site = Transformer.from_crs("EPSG:4326", ortho.crs, always_xy=True)
+    truth = [
+        shapely.transform(shape(f["geometry"]), lambda xy: np.column_stack(to_site.transform(xy[:, 0], xy[:, 1])))
+        for f in json.loads(Path(scene["labels"]).read_text())["features"]
+    ]
+    assert len(truth) == 2  # 38 m2 and 4.3 m2, flowering
+    folder = tmp_path / "flight"
+    folder.mkdir()
+    for k, plot in enumerate(truth):
+        c = plot.centroid
+        for j, (dx, dy, yaw, gps) in enumerate([(3.0, 2.0, 20.0, (0.9, -0.4)), (-3.0, -2.5, 200.0, (-0.5, 0.8))]):
+            cut_frame(
+                folder / f"DJI_{2 * k + j + 1:04d}.JPG",
+                ortho,
+                (c.x + dx, c.y + dy),
+                16.0,  # 3.0 cm/px for 800 px wide frames
+                yaw,
+                size=(600, 800),
+                gps_offset=gps,
+            )
+    model, spec = load_checkpoint(None)
+    options = RunOptions(out_dir=tmp_path / "out", device="cpu", progress=False)
+    result = run_flight(find_frames([folder]) or [], model, spec, options)
+    # Measured: both plots found in both of their frames and merged; centroids 1.0 m from the truth (the 0.98 m
+    # GPS error written into the frame whose outline was kept), 40.0 m2 found of 38.0, 2.6 of 4.3.
+    for k, plot in enumerate(truth):
+        near = [p for p in result.plots if plot.distance(Point(to_site.transform(p.centroid_lon, p.centroid_lat))) < 2]
+        own = {f"DJI_{2 * k + 1:04d}.JPG", f"DJI_{2 * k + 2:04d}.JPG"}
+        seen = {f.name for f in result.frames if f.name in own and f.sightings}
+        assert len(near) == 1, (k, [p.properties() for p in near])  # the two sightings are one plot
+        assert set(near[0].frames) == seen == own
+        offset = plot.centroid.distance(Point(to_site.transform(near[0].centroid_lon, near[0].centroid_lat)))
+        assert offset < 2.0, (k, offset)
+
+
+def test_camera_given_by_hand_places_an_unknown_camera(tmp_path: Path) -> None:
+    from detect.flight import _place, _skip_reason
+    from detect.frames import Camera
+
+    ortho = make_ortho(10.0, [])
+    meta = read_frame(cut_frame(tmp_path / "x.jpg", ortho, (0.0, 0.0), HEIGHT, 0.0, model="FC9999"))
+    reason, _ = _skip_reason(meta, FlightOptions())
+    assert reason is not None and reason.startswith("unknown camera FC9999 (DJI)")
+    reason, camera = _skip_reason(meta, FlightOptions(camera=Camera(13.2, 17.6)))
+    assert reason is None and camera is not None
+    crs = utm_crs(meta.lon or 0.0, meta.lat or 0.0)
+    # Given by hand, its focal length wins over the EXIF's 8.8 mm: half the GSD.
+    placed = _place(meta, camera, crs, ErrorBudget(), forced=True)
+    assert placed.georef is not None and placed.georef.gsd_m == pytest.approx(HEIGHT * 0.033 / 17.6, rel=1e-3)
+    table = dict(CAMERAS, FC9999=Camera(13.2, 17.6))
+    reason, camera = _skip_reason(meta, FlightOptions(cameras=table))
+    placed = _place(meta, camera or Camera(1, 1), crs, ErrorBudget())  # from the table: the EXIF focal wins
+    assert placed.georef is not None and placed.georef.gsd_m == pytest.approx(HEIGHT * 0.033 / 8.8, rel=1e-3)
+
+
+def test_full_disk_stops_the_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk without room for a frame's temporary rasters stops the flight with one error (frames are not
+    skipped one by one for it), and leaves nothing behind."""
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    folder = tmp_path / "flight"
+    folder.mkdir()
+    cut_frame(folder / "a.jpg", make_ortho(10.0, []), (0.0, 0.0), HEIGHT, 0.0)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda _: usage(10 << 30, 10 << 30, 5 << 20))
+    options = RunOptions(out_dir=tmp_path / "out", device="cpu", progress=False)
+    with pytest.raises(InputError, match=r"a.jpg's temporary rasters need about \d+ MB but the disk has 5 MB free"):
+        run_flight([folder / "a.jpg"], RedRule(), SPEC, options)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_flight_formats_pick_outputs(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    cut_frame(folder / "a.jpg", make_ortho(10.0, [(0.0, 0.0, SIDE)]), (0.5, 0.5), HEIGHT, 45.0)
+    options = RunOptions(out_dir=tmp_path / "out", device="cpu", progress=False, formats=("csv", "prob"))
+    result = run_flight([folder / "a.jpg"], RedRule(), SPEC, options, stem="site")
+    # prob is an orthomosaic output: not written for frames; the footprints and the summary always are.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "site.csv",
+        "site.footprints.geojson",
+        "site.summary.json",
+    ]
+    assert result.summary["parameters"]["formats"] == ["csv"] and len(result.plots) == 1
