@@ -322,17 +322,24 @@ def child(args: argparse.Namespace) -> None:
     # Stage boundaries for the RSS samples: when prediction and vectorising start.
     marks: dict[str, float] = {}
 
-    def marked(name: str, fn: Callable) -> Callable:
+    def marked(name: str, fn: Callable, on_start: Callable[[], None] | None = None) -> Callable:
         def wrapper(*a: object, **k: object) -> object:
             marks[name] = time.perf_counter()
+            if on_start is not None:
+                on_start()
             return fn(*a, **k)
 
         return wrapper
 
-    pipeline.predict_raster = marked("predict", pipeline.predict_raster)
+    def _start_predict() -> None:
+        # infer.py's run-time estimate runs a few warm-up tiles before run_one: counted apart, not as the run's.
+        tally["warmup_forward_s"], tally["warmup_tiles"] = tally["forward_s"], tally["forward_tiles"]
+        tally["forward_s"], tally["forward_tiles"] = 0.0, 0
+
+    pipeline.predict_raster = marked("predict", pipeline.predict_raster, on_start=_start_predict)
     pipeline.vectorize = marked("vectorize", pipeline.vectorize)
     # The network infer.py builds goes through models.runtime.for_inference (imported when infer runs): wrap it.
-    tally = {"forward_s": 0.0, "forward_tiles": 0}
+    tally = {"forward_s": 0.0, "forward_tiles": 0, "warmup_forward_s": 0.0, "warmup_tiles": 0}
     wrap_runtime = models.runtime.for_inference
     models.runtime.for_inference = lambda *a, **k: _TimedForward(wrap_runtime(*a, **k), tally)
 
@@ -379,6 +386,8 @@ def child(args: argparse.Namespace) -> None:
         },
         "forward_s": tally["forward_s"],
         "forward_tiles": tally["forward_tiles"],
+        "warmup_forward_s": tally["warmup_forward_s"],
+        "warmup_tiles": tally["warmup_tiles"],
         "pure_forward_s_per_tile": pure_s,
         "summary": summary,
     }
@@ -605,6 +614,8 @@ def stage_table(rows: list[SceneRow]) -> str:
     lines = [f"{'stage (s)':<14}" + "".join(f"{r.scene.label:>12}" for r in rows)]
     for k in (*names, "run_one"):
         lines.append(f"{k:<14}" + "".join(f"{r.med(lambda x, k=k: stages(x)[k]):>12.1f}" for r in rows))
+    warm = "".join(f"{r.med(lambda x: x.get('warmup_forward_s', 0.0)):>12.1f}" for r in rows)
+    lines.append(f"{'warm-up fwd':<14}{warm}  (infer.py's run-time estimate, before run_one)")
     lines.append(f"{'process wall':<14}" + "".join(f"{r.med(lambda x: x['wall_s']):>12.1f}" for r in rows))
     return "\n".join(lines)
 
