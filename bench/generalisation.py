@@ -24,7 +24,8 @@ default 0, through :func:`datasets.synthetic.scene_seed`; these use run seeds 91
 They are built once into ``OUT/scenes/`` and reused by later runs with the same settings (and by every model of a
 run), so two models are always compared on identical pixels.
 
-Metrics, at each model's own threshold: plot recall and precision, pixel IoU, area error (median of
+Metrics, at each model's operating point as ``infer.py --sensitivity`` picks it (``balanced``, its default, unless
+``--sensitivity`` says otherwise): plot recall and precision, pixel IoU, area error (median of
 ``|predicted area / label area - 1|`` over found plots, the predicted area being that of the plots touching the
 label), and false area per hectare (area of predictions off every label per hectare of valid ground; on the
 negatives it is all false). Broken down per test by growth stage and GSD (scene level: every scene holds one
@@ -528,8 +529,15 @@ def build_all(root: Path, cfg: Config, negatives: Path, only: Sequence[str] | No
 # --- running models --------------------------------------------------------------------------------------------
 
 
-def run_model(weights: str, scenes: dict[str, list[Scene]], work: Path, device: str) -> tuple[str, float, list]:
-    """Predict and score every scene with one model: ``(model name, threshold, outcomes)``."""
+def run_model(
+    weights: str, scenes: dict[str, list[Scene]], work: Path, device: str, sensitivity: str = "balanced"
+) -> tuple[str, float, list]:
+    """Predict and score every scene with one model: ``(model name, threshold, outcomes)``.
+
+    Each model is scored at the operating point ``infer.py --sensitivity`` picks (``balanced`` is its default), so a
+    table says what users get: for a two-stage model on the judge's plot scores, else on pixel probabilities from
+    the model's validation sweep (a checkpoint without one: its stored threshold).
+    """
     from detect.judge import resolve_operating_point
     from detect.predict import predict_raster
     from models.checkpoint import load_checkpoint, load_judge
@@ -537,10 +545,9 @@ def run_model(weights: str, scenes: dict[str, list[Scene]], work: Path, device: 
     model, spec = load_checkpoint(weights)
     stage2 = load_judge(weights)
     judge: Judge | None = None
-    threshold = spec.threshold
-    if stage2 is not None:  # scored at the judge's balanced point (infer.py's default), on plot scores
+    if stage2 is not None:  # the first stage proposes at its own threshold; the judge's point applies to scores
         judge = (spec.threshold, stage2[0], stage2[1])
-        threshold = resolve_operating_point(spec, stage2[1], "balanced").threshold
+    threshold = resolve_operating_point(spec, stage2[1] if stage2 else None, sensitivity).threshold
     outcomes = []
     for test, group in scenes.items():
         for scene in group:
@@ -585,6 +592,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small test sets (about 3 minutes for one model)")
     p.add_argument("--tests", default=None, help="comma-separated subset of: " + ",".join(t.key for t in TESTS))
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument(
+        "--sensitivity",
+        default="balanced",
+        choices=("high", "balanced", "low"),
+        help="the operating point each model is scored at, as infer.py picks it (default balanced, infer.py's)",
+    )
     return p.parse_args(argv)
 
 
@@ -608,7 +621,7 @@ def main(args: argparse.Namespace) -> int:
         all_rows, curves = [], {}
         for weights in args.models:
             t1 = time.perf_counter()
-            name, threshold, outcomes = run_model(weights, scenes, out, args.device)
+            name, threshold, outcomes = run_model(weights, scenes, out, args.device, args.sensitivity)
             label = f"{name} ({Path(weights).name})"
             rows = table_rows(outcomes, tests)
             text = format_table(label, threshold, rows, pending)
