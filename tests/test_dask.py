@@ -1,0 +1,205 @@
+"""``infer.py --scheduler``: a batch's inputs on a Dask distributed cluster give the single-process outputs.
+
+Needs ``dask[distributed]`` (requirements-dev.txt); skipped without it, except the checks of the flag itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import InputError
+from detect.cluster import PIP_INSTALL, _cached_model, _worker_problems, parse_scheduler
+from detect.pipeline import ModelRequest
+from infer import main, parse_args
+from tests.bad_input_cases import tiny_checkpoint, write_tif
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from compare_outputs import _files, same  # noqa: E402  (bench/ is scripts, not a package)
+
+# Wall-clock values that differ between any two runs, single-process or not: the summary's run-time estimate
+# (a warm-up timed by the lead) beside compare_outputs' created_utc and timings_s, and the same two times in the
+# flight report's "time / estimate" cell.
+_FLIGHT_TIMES = re.compile(rb"<td>\d+ s / \d+ s</td>")
+# Recorded by a resumed input (the killed worker's task continued by another): its only summary difference.
+_RESUME_FIELDS = ("run", "resumed_from_row", "taken_from_earlier_run")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt")
+
+
+def run(args: list[str]) -> int:
+    return main(parse_args([*args, "--quiet", "--device", "cpu"]))
+
+
+def differences(a: Path, b: Path, *, resumed: tuple[str, ...] = ()) -> list[str]:
+    """Files of two output folders that differ, by bench/compare_outputs.py's rules and the two above."""
+    names = _files(a)
+    if names != _files(b):
+        return [f"file lists: {sorted(set(names) ^ set(_files(b)))}"]
+    diff = []
+    for name in names:
+        if name.endswith(".summary.json"):
+            ja, jb = (json.loads((d / name).read_text()) for d in (a, b))
+            for j in (ja, jb):
+                for key in ("created_utc", "timings_s", "estimate"):
+                    j.pop(key)
+                if name.removesuffix(".summary.json") in resumed:
+                    for key in _RESUME_FIELDS:
+                        j["tiles"].pop(key)
+            match = ja == jb
+        elif name == "flight.report.html":
+            match = _FLIGHT_TIMES.sub(b"", (a / name).read_bytes()) == _FLIGHT_TIMES.sub(b"", (b / name).read_bytes())
+        else:
+            match = same(a / name, b / name)[0]
+        if not match:
+            diff.append(name)
+    return diff
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("local:2", 2), ("LOCAL:16", 16), ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"), (" host:8786 ", "host:8786")],
+)
+def test_parse_scheduler(text: str, expected: object) -> None:
+    assert parse_scheduler(text) == expected
+
+
+@pytest.mark.parametrize("text", ["local:0", "local:x", "local:", "local:-1", "local", ""])
+def test_parse_scheduler_refuses(tmp_path: Path, weights: Path, text: str, capsys: pytest.CaptureFixture) -> None:
+    src = write_tif(tmp_path / "a.tif")
+    assert run([str(src), "--out", str(tmp_path / "out"), "--weights", str(weights), "--scheduler", text]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --scheduler {text if text.startswith('local:') else repr(text)}")
+    assert "e.g. local:2" in err or "local:N" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_dask_says_what_to_install(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
+    src = write_tif(tmp_path / "a.tif")
+    assert run([str(src), "--out", str(tmp_path / "out"), "--weights", str(weights), "--scheduler", "local:2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: --scheduler needs Dask distributed, not installed here")
+    assert err[0].endswith(PIP_INSTALL)
+    assert not (tmp_path / "out").exists()
+
+
+def test_worker_problems_name_what_a_worker_does_not_see(tmp_path: Path, weights: Path) -> None:
+    src = write_tif(tmp_path / "a.tif")
+    assert _worker_problems(str(weights), [str(src)], str(tmp_path)) == []
+    assert _worker_problems(None, [str(src)], str(tmp_path)) == []  # the shipped model: each worker's own copy
+    missing = tmp_path / "elsewhere"
+    assert _worker_problems(str(missing / "w.pt"), [str(src), str(missing / "b.tif")], str(missing)) == [
+        f"no weights file {missing / 'w.pt'}",
+        f"no input {missing / 'b.tif'}",
+        f"output folder {missing} missing or not writable",
+    ]
+
+
+def test_a_worker_with_other_weights_refuses(weights: Path) -> None:
+    with pytest.raises(InputError, match=r"have sha256 [0-9a-f]{12}, the lead's 000000000000: give every machine"):
+        _cached_model(ModelRequest(weights=str(weights)), "0" * 64, "cpu")
+
+
+distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("flight")
+    return [write_tif(folder / "a.tif", height=300, width=280), write_tif(folder / "b.tif", height=200, width=320)]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory, inputs: list[Path], weights: Path) -> Path:
+    """The single-process run's outputs (every format), moved aside so a cluster run can use the same --out."""
+    work = tmp_path_factory.mktemp("single")
+    assert run([*map(str, inputs), "--out", str(work / "out"), "--weights", str(weights)]) == 0
+    return Path(shutil.move(work / "out", work / "reference"))
+
+
+def _fresh(out: Path) -> Path:
+    """``out`` emptied: the reference's --out path (the flight report names it), left by a failed test."""
+    shutil.rmtree(out, ignore_errors=True)
+    return out
+
+
+def test_local_cluster_gives_the_single_process_outputs(
+    single: Path, inputs: list[Path], weights: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = _fresh(single.parent / "out")
+    capsys.readouterr()
+    assert run([*map(str, inputs), "--out", str(out), "--weights", str(weights), "--scheduler", "local:2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = []
+    for src in inputs:
+        plots = json.loads((single / f"{src.stem}.summary.json").read_text())["plots"]
+        expected.append(f"{src.name}: {plots['count']} plot(s), {plots['flagged_area_m2']:.1f} m2 flagged -> {out}")
+    assert sorted(lines) == expected  # one line per input, as each finishes (not in order)
+    assert differences(single, out) == []
+    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+    shutil.rmtree(out)
+
+
+def _kill_worker_mid_input(address: str, progress: Path, stem: str, killed: list[int], stop: threading.Event) -> None:
+    """Once ``progress`` (the resume record) counts 10 tiles done (of 30), SIGKILL the worker running ``stem``."""
+    with distributed.Client(address, timeout=30) as client:
+        while not stop.is_set():
+            tiles_done = 0
+            with contextlib.suppress(OSError, ValueError):  # not there yet (it is replaced whole, never half-written)
+                tiles_done = json.loads(progress.read_text())["tiles_done"]
+            if tiles_done >= 10:
+                for worker, keys in client.processing().items():
+                    if any(k.startswith(f"poppy-infer-{stem}-") for k in keys):
+                        pid = client.run(os.getpid, workers=[worker])[worker]
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                        return
+            time.sleep(0.01)
+
+
+def test_a_worker_killed_mid_input_loses_only_its_task(
+    single: Path, inputs: list[Path], weights: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = _fresh(single.parent / "out")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        killed: list[int] = []
+        stop = threading.Event()
+        progress = out / ".a.partial" / "a.prob.progress.json"
+        killer = threading.Thread(
+            target=_kill_worker_mid_input, args=(cluster.scheduler_address, progress, "a", killed, stop)
+        )
+        killer.start()
+        try:
+            code = run([*map(str, inputs), "--out", str(out), "--weights", str(weights),
+                        "--scheduler", cluster.scheduler_address])  # fmt: skip
+        finally:
+            stop.set()
+            killer.join()
+    assert killed, "the worker was not killed while it ran a.tif"
+    assert code == 0, capsys.readouterr().err
+    tiles = json.loads((out / "a.summary.json").read_text())["tiles"]
+    assert tiles["resumed_from_row"] > 0 and tiles["taken_from_earlier_run"] > 0  # the retry continued a's rows
+    assert tiles["run"] < tiles["total"]
+    assert differences(single, out, resumed=("a",)) == []
+    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+    shutil.rmtree(out)
