@@ -135,6 +135,12 @@ def single(tmp_path_factory: pytest.TempPathFactory, inputs: list[Path], weights
     return Path(shutil.move(work / "out", work / "reference"))
 
 
+def _line(reference: Path, src: Path, out: Path) -> str:
+    """The result line infer.py prints for ``src`` into ``out``, from the reference run's summary."""
+    plots = json.loads((reference / f"{src.stem}.summary.json").read_text())["plots"]
+    return f"{src.name}: {plots['count']} plot(s), {plots['flagged_area_m2']:.1f} m2 flagged -> {out}"
+
+
 def _fresh(out: Path) -> Path:
     """``out`` emptied: the reference's --out path (the flight report names it), left by a failed test."""
     shutil.rmtree(out, ignore_errors=True)
@@ -148,11 +154,7 @@ def test_local_cluster_gives_the_single_process_outputs(
     capsys.readouterr()
     assert run([*map(str, inputs), "--out", str(out), "--weights", str(weights), "--scheduler", "local:2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    expected = []
-    for src in inputs:
-        plots = json.loads((single / f"{src.stem}.summary.json").read_text())["plots"]
-        expected.append(f"{src.name}: {plots['count']} plot(s), {plots['flagged_area_m2']:.1f} m2 flagged -> {out}")
-    assert sorted(lines) == expected  # one line per input, as each finishes (not in order)
+    assert sorted(lines) == [_line(single, src, out) for src in inputs]  # as each input finishes, not in order
     assert differences(single, out) == []
     assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
     shutil.rmtree(out)
@@ -175,10 +177,8 @@ def _kill_worker_mid_input(address: str, progress: Path, stem: str, killed: list
             time.sleep(0.01)
 
 
-def test_a_worker_killed_mid_input_loses_only_its_task(
-    single: Path, inputs: list[Path], weights: Path, capsys: pytest.CaptureFixture
-) -> None:
-    out = _fresh(single.parent / "out")
+def _run_killing_a(out: Path, inputs: list[Path], weights: Path, extra: tuple[str, ...] = ()) -> tuple[int, list[int]]:
+    """infer.py on a 2-worker local cluster, the worker running a.tif SIGKILLed mid-input; (exit code, pids)."""
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster:
@@ -191,10 +191,18 @@ def test_a_worker_killed_mid_input_loses_only_its_task(
         killer.start()
         try:
             code = run([*map(str, inputs), "--out", str(out), "--weights", str(weights),
-                        "--scheduler", cluster.scheduler_address])  # fmt: skip
+                        "--scheduler", cluster.scheduler_address, *extra])  # fmt: skip
         finally:
             stop.set()
             killer.join()
+    return code, killed
+
+
+def test_a_worker_killed_mid_input_loses_only_its_task(
+    single: Path, inputs: list[Path], weights: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = _fresh(single.parent / "out")
+    code, killed = _run_killing_a(out, inputs, weights)
     assert killed, "the worker was not killed while it ran a.tif"
     assert code == 0, capsys.readouterr().err
     tiles = json.loads((out / "a.summary.json").read_text())["tiles"]
@@ -202,4 +210,30 @@ def test_a_worker_killed_mid_input_loses_only_its_task(
     assert tiles["run"] < tiles["total"]
     assert differences(single, out, resumed=("a",)) == []
     assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+    shutil.rmtree(out)
+
+
+def test_an_input_killing_its_workers_fails_alone(
+    single: Path, inputs: list[Path], weights: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """With no retry allowed after a worker death, a.tif fails (one line, --keep-going) and b.tif is done."""
+    import dask
+
+    out = _fresh(single.parent / "out")
+    capsys.readouterr()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        code, killed = _run_killing_a(out, inputs, weights, ("--keep-going",))
+    captured = capsys.readouterr()
+    assert killed
+    assert code == 2, captured.err
+    assert captured.out.splitlines() == [_line(single, inputs[1], out)]
+    assert "error: 1 of 2 input(s) failed (--keep-going):" in captured.err
+    assert f"  {inputs[0]}: {inputs[0]}: the Dask workers running it died each time (" in captured.err
+    assert "rerun with the same command to continue it from its last row of tiles" in captured.err
+    assert "Traceback" not in captured.err
+    assert same(single / "b.gpkg", out / "b.gpkg")[0]
+    assert (out / "b.geojson").read_bytes() == (single / "b.geojson").read_bytes()
+    assert "failed" in (out / "flight.report.html").read_text()
+    assert not (out / "a.summary.json").exists()
+    assert (out / ".a.partial" / "a.prob.progress.json").exists()  # what the rerun continues from
     shutil.rmtree(out)
