@@ -6,6 +6,9 @@ geodesic area and a centroid: STEM.geojson (WGS84), STEM.gpkg (the raster's CRS)
 phone apps), STEM.csv (lat/lon list), STEM.preview.jpg (plots outlined and numbered) and STEM.summary.json
 (what ran, on what, how long). An orthomosaic more than 3x coarser than the model's ground resolution (e.g. 50
 cm/px against 3 cm/px) is refused rather than upsampled: export it finer, or pass --allow-gsd-mismatch.
+Before any run every input gets a quality verdict (ok, warn or refuse: blur, exposure, nodata, GSD; a refused
+one is not run unless --force) and the run time is estimated from a few tiles through the model; a batch gets
+one progress bar, flight.report.html and flight.gpkg.
 
 Examples:
     # one orthomosaic, the shipped model, all outputs in results/
@@ -323,7 +326,7 @@ def _run(args: argparse.Namespace) -> int:
         tqdm.write(f"error: {message}", file=sys.stderr)
 
     checks = _gate(todo, options, spec, plans, stems=stems, args=args, warn=warn, fail=fail)
-    runnable = [p for p in todo if p in checks]
+    runnable = [p for p in todo if p in checks and p not in {f for f, *_ in failed}]
     per_tile, timed = _estimate(runnable, checks, model, spec, options, quiet=args.quiet)
     tiles = sum(checks[p].tiles for p in runnable)
     results = {}
@@ -467,7 +470,7 @@ def _gate(
     """Quality gates before any run: each input's verdict printed, refused ones left out (or the batch stops).
 
     With ``--keep-going`` each input is also prepared here (into ``plans``), its failure noted by ``fail``.
-    Returns the :class:`detect.pipeline.InputCheck` of every input that may run.
+    Returns the :class:`detect.pipeline.InputCheck` of every input measured (refused ones included).
     """
     from detect.pipeline import check_input, enforce_quality, prepare
 
@@ -477,10 +480,13 @@ def _gate(
             if args.keep_going:
                 plans[path] = prepare([path], options, spec, warn=warn, stems=stems)[path]
             check = check_input(path, options, spec)
-            if not args.quiet or check.quality.verdict != "ok":
-                print(check.quality.line(path.name), file=sys.stderr)
+            checks[path] = check  # refused ones too: the flight summary shows their numbers
+            q = check.quality
+            if not args.quiet or q.verdict != "ok":
+                # Inputs that run despite a problem are warnings; a refusal is followed by its error line.
+                warned = q.verdict == "warn" or q.forced
+                print(("warning: " if warned else "") + q.line(path.name), file=sys.stderr)
             enforce_quality(check)
-            checks[path] = check
         except Exception as exc:
             fail(path, exc)
     return checks

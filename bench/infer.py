@@ -73,6 +73,7 @@ SCENE_ORIGIN = (500000.0, 4000000.0)  # UTM 50N (north China), easting on the ce
 # --- the scene -------------------------------------------------------------------------------------------------
 
 
+WRITE_CACHE_BYTES = 128 << 20  # GDAL block cache while writing a scene
 SCENE_VERSION = "fp2"  # in the file name: scenes of an older writer (elliptical footprint) are not reused
 LARGE_MP = 50.0  # scenes above this many megapixels (10000 px and up) get --large-runs runs
 
@@ -171,7 +172,9 @@ def write_scene(path: Path, height: int, width: int, gsd: float, *, overviews: b
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     cols = np.arange(width)
-    with rasterio.open(tmp, "w", **profile) as ds:
+    # GDAL's block cache (default 5 % of RAM) would keep every block written until full: memory bounded by
+    # the strip, not the scene, needs a small one (measured peak 1.5 GB writing 20000 px with the default).
+    with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_BYTES), rasterio.open(tmp, "w", **profile) as ds:
         ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
         for r0 in range(0, height, SCENE_BLOCK):
             r1 = min(r0 + SCENE_BLOCK, height)
@@ -199,9 +202,10 @@ def write_cog(src: Path, path: Path) -> Path:
     """Copy ``src`` into a Cloud-Optimised GeoTIFF (GDAL's COG driver streams it: no whole-scene array):
     512 px blocks, deflate with predictor 2, overviews down to 256 px built by averaging."""
     tmp = path.with_name(path.name + ".tmp")
-    rasterio.shutil.copy(
-        src, tmp, driver="COG", COMPRESS="DEFLATE", PREDICTOR="2", BLOCKSIZE="512", RESAMPLING="AVERAGE"
-    )
+    with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_BYTES):
+        rasterio.shutil.copy(
+            src, tmp, driver="COG", COMPRESS="DEFLATE", PREDICTOR="2", BLOCKSIZE="512", RESAMPLING="AVERAGE"
+        )
     os.replace(tmp, path)
     return path
 
@@ -318,17 +322,24 @@ def child(args: argparse.Namespace) -> None:
     # Stage boundaries for the RSS samples: when prediction and vectorising start.
     marks: dict[str, float] = {}
 
-    def marked(name: str, fn: Callable) -> Callable:
+    def marked(name: str, fn: Callable, on_start: Callable[[], None] | None = None) -> Callable:
         def wrapper(*a: object, **k: object) -> object:
             marks[name] = time.perf_counter()
+            if on_start is not None:
+                on_start()
             return fn(*a, **k)
 
         return wrapper
 
-    pipeline.predict_raster = marked("predict", pipeline.predict_raster)
+    def _start_predict() -> None:
+        # infer.py's run-time estimate runs a few warm-up tiles before run_one: counted apart, not as the run's.
+        tally["warmup_forward_s"], tally["warmup_tiles"] = tally["forward_s"], tally["forward_tiles"]
+        tally["forward_s"], tally["forward_tiles"] = 0.0, 0
+
+    pipeline.predict_raster = marked("predict", pipeline.predict_raster, on_start=_start_predict)
     pipeline.vectorize = marked("vectorize", pipeline.vectorize)
     # The network infer.py builds goes through models.runtime.for_inference (imported when infer runs): wrap it.
-    tally = {"forward_s": 0.0, "forward_tiles": 0}
+    tally = {"forward_s": 0.0, "forward_tiles": 0, "warmup_forward_s": 0.0, "warmup_tiles": 0}
     wrap_runtime = models.runtime.for_inference
     models.runtime.for_inference = lambda *a, **k: _TimedForward(wrap_runtime(*a, **k), tally)
 
@@ -375,6 +386,8 @@ def child(args: argparse.Namespace) -> None:
         },
         "forward_s": tally["forward_s"],
         "forward_tiles": tally["forward_tiles"],
+        "warmup_forward_s": tally["warmup_forward_s"],
+        "warmup_tiles": tally["warmup_tiles"],
         "pure_forward_s_per_tile": pure_s,
         "summary": summary,
     }
@@ -601,6 +614,8 @@ def stage_table(rows: list[SceneRow]) -> str:
     lines = [f"{'stage (s)':<14}" + "".join(f"{r.scene.label:>12}" for r in rows)]
     for k in (*names, "run_one"):
         lines.append(f"{k:<14}" + "".join(f"{r.med(lambda x, k=k: stages(x)[k]):>12.1f}" for r in rows))
+    warm = "".join(f"{r.med(lambda x: x.get('warmup_forward_s', 0.0)):>12.1f}" for r in rows)
+    lines.append(f"{'warm-up fwd':<14}{warm}  (infer.py's run-time estimate, before run_one)")
     lines.append(f"{'process wall':<14}" + "".join(f"{r.med(lambda x: x['wall_s']):>12.1f}" for r in rows))
     return "\n".join(lines)
 
@@ -667,6 +682,7 @@ def main(args: argparse.Namespace) -> None:
                 for r in rows
             ],
         }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=1))
 
 

@@ -73,7 +73,7 @@ from detect.frames import (
 )
 from detect.inputs import check_free_space, prob_raster_bytes
 from detect.judge import judge_plots, resolve_operating_point
-from detect.pipeline import RASTER_SUFFIXES, RunOptions, detect_plots
+from detect.pipeline import RASTER_SUFFIXES, RunOptions, detect_plots, runtime_entry
 from detect.predict import check_gsd
 from detect.raster import RasterInfo, inspect_raster, open_raster
 from detect.vectorize import DetectedPlot, VectorParams
@@ -827,6 +827,7 @@ def run_flight(
         raise _nothing_placed("no frame could be searched", results)
     plots = _merge(results, crs, flight.budget)
     record = _flight_record(frames, results, plots, crs, spec, weights_path, options, flight, params, point, paths)
+    record["parameters"].update(runtime_entry(model))  # what ran the network, unless plain PyTorch
     _write_flight_outputs(paths, stem, results, plots, crs, options)
     record["timings_s"] = {"total": round(time.perf_counter() - t_start, 3)}
     write_summary(paths["summary"], record, overwrite=options.overwrite)

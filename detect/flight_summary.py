@@ -107,8 +107,11 @@ def flight_entries(
             summary = _read_summary(Path(out_dir) / f"{stem}.summary.json")
             entries.append(FlightEntry(path, stem, "finished earlier", "", summary, (summary or {}).get("quality")))
         else:
-            message = why.get(path, "not run")
-            status = "refused" if "refused by the quality gates" in message else "failed"
+            message = why.get(path, "not run").removeprefix(f"{path}: ")
+            if "refused by the quality gates" in message:  # the reasons are in the quality column
+                status, message = "refused", "not run (--force runs it)"
+            else:
+                status = "failed"
             entries.append(FlightEntry(path, stem, status, message, None, quality))
     return entries
 
@@ -205,10 +208,10 @@ def _flight_map(
         rings = px(g)
         cv2.polylines(img, rings, True, colour, 3, cv2.LINE_AA)
         x, y = np.concatenate(rings).min(axis=0) if rings else (20, 20)
-        # Inputs far apart are a few pixels each on a shared map: the name says which is which.
-        cv2.putText(
-            img, a["input"], (int(x), max(14, int(y) - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA
-        )
+        # Inputs far apart are a few pixels each on a shared map: the name says which is which (kept on the map).
+        (tw, _), _ = cv2.getTextSize(a["input"], cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        at = (int(min(x, img.shape[1] - tw - 4)), max(14, int(y) - 6))
+        cv2.putText(img, a["input"], at, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
     for g, _ in plots:
         cv2.fillPoly(img, px(g), (40, 40, 220))
         for ring in px(g):  # plots of a few m2 are under a pixel here: a dot so they show

@@ -84,6 +84,7 @@ __all__ = [
     "resume_parameters",
     "run_one",
     "run_record",
+    "runtime_entry",
     "warm_up",
 ]
 
@@ -783,7 +784,7 @@ def _run_staged(
             source=path.name,
             model_name=spec.name,
             bands=options.bands,
-            resume_key={"input_sha256": input_sha, "model_sha256": spec.sha256, **_runtime_entry(model)},
+            resume_key={"input_sha256": input_sha, "model_sha256": spec.sha256, **runtime_entry(model)},
             say=say,
             bar=bar,
         )
@@ -820,7 +821,7 @@ def _run_staged(
     return RunResult(path, paths, len(plots), sum(p.area_m2 for p in plots), record, list(plots))
 
 
-def _runtime_entry(model: nn.Module | None) -> dict[str, str]:
+def runtime_entry(model: nn.Module | None) -> dict[str, str]:
     """``{"runtime": ...}`` for a network wrapped by :func:`models.runtime.for_inference`, ``{}`` for plain PyTorch.
 
     Absent for the default, so default outputs stay byte-identical to those of earlier versions; present
@@ -888,7 +889,7 @@ def run_record(
             "threshold_asked": options.threshold,
             "sensitivity": options.sensitivity,
             "gdal_cachemax_mb": round(cache_bytes / 2**20) if cache_bytes is not None else "environment",
-            **_runtime_entry(model),
+            **runtime_entry(model),
         },
         "raster": {
             "crs": info.crs.to_string(),

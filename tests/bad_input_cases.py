@@ -306,6 +306,23 @@ def _sliver() -> np.ndarray:
     return data
 
 
+def _fields(blur: float = 0.0, gain: float = 1.0, valid: int | None = None) -> Callable[[], np.ndarray]:
+    """RGBA 160 x 160 px of 16-px fields with sharp borders; blurred, brightened or cut to a corner as asked."""
+
+    def make() -> np.ndarray:
+        rng = np.random.default_rng(2)
+        rgb = np.kron(rng.integers(40, 200, size=(3, 10, 10)), np.ones((1, 16, 16))).astype(np.float32)
+        if blur:
+            rgb = cv2.GaussianBlur(rgb.transpose(1, 2, 0), (0, 0), blur).transpose(2, 0, 1)
+        alpha = np.full((1, 160, 160), 255, np.float32)
+        if valid is not None:
+            alpha[:] = 0
+            alpha[:, :valid, :valid] = 255
+        return np.clip(np.concatenate([rgb * gain, alpha]), 0, 255).astype(np.uint8)
+
+    return make
+
+
 def _scaling_is(low: float, high: float, words: str) -> Callable[[Path], None]:
     def check(tmp: Path) -> None:
         raster = _summary(tmp)["raster"]
@@ -324,6 +341,11 @@ def _bands_are(bands: list[int]) -> Callable[[Path], None]:
 
 def _runs(tmp: Path) -> None:
     assert _summary(tmp)["plots"]["count"] >= 0
+
+
+def _forced(tmp: Path) -> None:
+    quality = _summary(tmp)["quality"]
+    assert quality["verdict"] == "refuse" and quality["forced"] is True
 
 
 ROTATED = Affine(GSD * 0.8, GSD * 0.6, 500000.0, GSD * 0.6, -GSD * 0.8, 4000000.0)
@@ -507,6 +529,35 @@ CASES += [
         ("holds no valid pixel", "nodata value 0"),
     ),
     Case("sliver", "a footprint 2 px (6 cm) high across the raster", _raster(data=_sliver), 0, (), check=_runs),
+    Case(
+        "gate-blurred",
+        "out of focus: blurred by a Gaussian of 6 px (18 cm)",
+        _raster(data=_fields(blur=6)),
+        2,
+        ("refused by the quality gates: blurred (blur", "pass --force to run it anyway"),
+    ),
+    Case(
+        "gate-over-exposed",
+        "over-exposed: 6x the light, most of the ground clipped to white",
+        _raster(data=_fields(gain=6)),
+        2,
+        ("refused by the quality gates: over-exposed:", "of the ground clipped to white"),
+    ),
+    Case(
+        "gate-mostly-nodata",
+        "a valid corner of 10 x 10 px in 160 x 160 (a wrong export extent)",
+        _raster(data=_fields(valid=10)),
+        2,
+        ("refused by the quality gates: 99.6% of the raster is nodata",),
+    ),
+    Case(
+        "gate-forced",
+        "the out-of-focus one with --force",
+        _raster(data=_fields(blur=6), extra=["--force"]),
+        0,
+        ("quality refuse (run anyway: --force)",),
+        check=_forced,
+    ),
     Case(
         "gsd-coarse",
         "GSD 50 cm/px against the model's 3 cm",

@@ -160,6 +160,7 @@ def test_bench_table_end_to_end(tmp_path: Path) -> None:
     for scene in record["scenes"]:
         run = scene["runs"][0]
         assert run["forward_tiles"] == run["summary"]["tiles"]["run"] > 0  # every tile went through the wrapper
+        assert run["warmup_tiles"] >= 0  # infer.py's estimate tiles, counted apart (not in run_one)
         assert 0 < run["forward_s"] < run["summary"]["timings_s"]["total"]
         assert run["pure_forward_s_per_tile"] > 0 and run["peak_rss_mb"] > 100
 

@@ -277,7 +277,7 @@ def test_keep_going_runs_the_rest_and_the_flight_summary_lists_all(
     page = (out / "flight.report.html").read_text()
     assert "Flight summary: 3 orthomosaics" in page and "2 of 3 run" in page
     assert '<a href="clean.report.html">clean.tif</a>' in page and '<a href="second.report.html">' in page
-    assert "refused" in page and "of the raster is nodata" in page
+    assert "<b>refuse</b>" in page and "of the raster is nodata" in page and "not run (--force runs it)" in page
     assert "<dt>Input quality</dt><dd>ok</dd>" in (out / "clean.report.html").read_text()  # each report says it too
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
     counts = {n: json.loads((out / f"{n}.summary.json").read_text())["plots"]["count"] for n in ("clean", "second")}

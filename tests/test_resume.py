@@ -6,6 +6,7 @@ Each test runs a batch straight through and again with an interruption injected 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -155,3 +156,22 @@ def test_predict_raster_resumes_after_an_exception(tmp_path: Path, weights: Path
     assert prob.read_bytes() == whole.prob_path.read_bytes()
     with rasterio.open(prob) as ds:  # the mask came through the work file too
         assert ds.read_masks(1).all()
+
+
+def test_a_batch_bar_counts_only_the_tiles_a_resumed_input_runs(
+    tmp_path: Path, weights: Path, scene: Path, monkeypatch
+) -> None:
+    """infer.py's one bar over a batch holds every input's tiles; a resumed input takes its earlier tiles off."""
+    from tqdm import tqdm
+
+    model, spec = load_checkpoint(weights)
+    kw = dict(tile=64, overlap=24, batch_size=5, progress=False, resume_key={"input": "site"})
+    prob = tmp_path / "cut.prob.tif"
+    interrupt_after(monkeypatch, 6, RuntimeError)
+    with pytest.raises(RuntimeError, match="injected"):
+        predict_raster(scene, model, spec, prob_path=prob, **kw)
+    monkeypatch.undo()
+    with tqdm(total=42 + 10, file=io.StringIO()) as bar:  # this input's 42 tiles and 10 of another input
+        again = predict_raster(scene, model, spec, prob_path=prob, bar=bar, **kw)
+        assert again.tiles_resumed == 15 and bar.total == 52 - 15 and bar.n == 27  # what ran, of what is left
+        assert not bar.disable  # left open for the next input

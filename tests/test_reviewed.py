@@ -131,6 +131,14 @@ def test_ignore_mode_teaches_the_margin_around_reviewed_plots_only(scene: Path) 
     assert mask[row, 50 + int(inside) + 2] == 255  # ignored beyond it
 
 
+def test_an_area_of_interest_limits_the_reviewed_ground(scene: Path) -> None:
+    write_polygons(scene.with_name("site.aoi.geojson"), [shapely.box(X0, Y0 - 40, X0 + 20, Y0)])  # the west half
+    source = ChipSource(scene, unreviewed_as="negative")
+    mask = whole_mask(source)
+    assert [at(mask, g) for _, _, g in PLOTS] == [1, 255, 255, 1, 1, 255]  # the east half is not taught
+    assert len(source.rejected_geoms) == 0  # the rejected plot lies outside: no chip is centred on it
+
+
 @pytest.mark.parametrize(
     ("value", "has_id", "expected"),
     [

@@ -145,3 +145,18 @@ def test_infer_refuses_misused_runtime_flags(ckpt: Path, tmp_path: Path, capsys:
     assert run([*args, "--onnx", str(tmp_path / "none.onnx")]) == 2
     assert "no such file; write it with python -m models.export_onnx" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_flight_frames_run_and_record_the_runtime(tmp_path: Path) -> None:
+    from infer import main, parse_args
+    from tests.test_frames import _flight
+
+    folder = _flight(tmp_path, gps_error=False)
+    for name in ("DJI_0003.JPG", "DJI_0004.JPG", "DJI_0005.JPG", "DJI_0006.JPG", "DJI_0008.JPG", "DJI_0009.JPG"):
+        (folder / name).unlink()  # as tests/test_frames.py: two overlapping frames are enough
+    weights = tiny_checkpoint(tmp_path / "all.pt", all_poppy=True)
+    out = tmp_path / "out"
+    args = [str(folder), "--out", str(out), "--weights", str(weights), "--quiet", "--device", "cpu", "--tile", "512"]
+    assert main(parse_args([*args, "--channels-last"])) == 0
+    summary = json.loads((out / "flight7.summary.json").read_text())
+    assert summary["plots"]["count"] == 1 and summary["parameters"]["runtime"] == "torch-channels-last"
