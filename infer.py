@@ -235,6 +235,12 @@ def main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """:func:`main` without the error handling."""
+    with contextlib.ExitStack() as stack:  # holds the Dask client (and local cluster) of --scheduler to the end
+        return _run_batch(args, stack)
+
+
+def _run_batch(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    """:func:`_run` with a place to keep resources open for the whole run."""
     # Heavy imports here, so `--help` and argument errors answer at once.
     from tqdm import tqdm
 
@@ -304,6 +310,8 @@ def _run(args: argparse.Namespace) -> int:
     batch = len(inputs) > 1
     if batch:  # a flight summary would replace an earlier one: refused now, not after an hour's work
         check_flight_outputs(args.out, options.formats, args.overwrite or args.resume)
+    # The cluster answers, and its workers see the files, before the warm-up or any input runs.
+    client = None if scheduler is None else _open_cluster(args, scheduler, todo, stack)
     if not args.quiet:
         print(
             f"model {spec.name} ({spec.arch}, {spec.gsd_m * 100:g} cm/px, sha256 {spec.sha256[:12]}) on {device}; "
@@ -331,9 +339,9 @@ def _run(args: argparse.Namespace) -> int:
     tiles = sum(checks[p].tiles for p in runnable)
     results = {}
     with tqdm(total=tiles, unit="tile", disable=args.quiet, dynamic_ncols=True, desc="batch") as bar:
-        if scheduler is not None:
+        if client is not None:
             estimates = {p: estimate_record(checks[p].tiles, per_tile, timed) for p in runnable}
-            results = _run_on_cluster(args, scheduler, runnable, spec, options, weights, plans, checks, estimates,
+            results = _run_on_cluster(args, client, runnable, spec, options, weights, plans, checks, estimates,
                                       bar=bar, say=say, fail=fail)  # fmt: skip
             runnable = []  # done
         for i, path in enumerate(runnable, 1):
@@ -362,9 +370,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_cluster(args: argparse.Namespace, scheduler: str | int, todo: list[Path], stack: Any) -> Any:
+    """``--scheduler``: a Dask client (kept open by ``stack``) whose workers all see the run's files."""
+    from detect.cluster import check_workers, connect
+
+    args.out.mkdir(parents=True, exist_ok=True)  # for the workers to see (removed again if the run fails)
+    client = stack.enter_context(connect(scheduler))
+    workers = check_workers(client, _model_request(args), todo, args.out)
+    if not args.quiet:
+        print(f"cluster: {workers} Dask worker(s) at {client.scheduler.address}", file=sys.stderr)
+    return client
+
+
 def _run_on_cluster(
     args: argparse.Namespace,
-    scheduler: str | int,
+    client: Any,
     runnable: list[Path],
     spec: Any,
     options: Any,
@@ -377,35 +397,29 @@ def _run_on_cluster(
     say: Callable[[str], None],
     fail: Callable[[Path, Exception], None],
 ) -> dict:
-    """``--scheduler``: the runnable inputs as tasks on a Dask cluster; results printed as each input finishes.
+    """``--scheduler``: the runnable inputs as tasks on the cluster; results printed as each input finishes.
 
     Returns the :class:`detect.pipeline.RunResult` of every input done.
     """
     from tqdm import tqdm
 
-    from detect.cluster import check_workers, connect, run_inputs
+    from detect.cluster import run_inputs
 
     results = {}
-    request = _model_request(args)
-    args.out.mkdir(parents=True, exist_ok=True)  # for the workers to see (removed again if the run fails)
-    with connect(scheduler) as client:
-        workers = check_workers(client, request, runnable, args.out)
-        if not args.quiet:
-            print(f"cluster: {workers} Dask worker(s) at {client.scheduler.address}", file=sys.stderr)
-        outcomes = run_inputs(
-            client, runnable, request, spec, options, weights_path=weights, plans=plans, checks=checks,
-            estimates=estimates,
-        )  # fmt: skip
-        with contextlib.closing(outcomes):  # a failure stops the batch: unstarted tasks are cancelled first
-            for path, outcome in outcomes:
-                for line in outcome.said:
-                    say(line)
-                bar.update(checks[path].tiles)
-                if outcome.error is not None:
-                    fail(path, outcome.error)  # type: ignore[arg-type]  # raises without --keep-going
-                    continue
-                results[path] = outcome.result
-                tqdm.write(outcome.result.line(), file=sys.stdout)  # type: ignore[union-attr]
+    outcomes = run_inputs(
+        client, runnable, _model_request(args), spec, options, weights_path=weights, plans=plans, checks=checks,
+        estimates=estimates,
+    )  # fmt: skip
+    with contextlib.closing(outcomes):  # a failure stops the batch: unstarted tasks are cancelled first
+        for path, outcome in outcomes:
+            for line in outcome.said:
+                say(line)
+            bar.update(checks[path].tiles)
+            if outcome.error is not None:
+                fail(path, outcome.error)  # type: ignore[arg-type]  # raises without --keep-going
+                continue
+            results[path] = outcome.result
+            tqdm.write(outcome.result.line(), file=sys.stdout)  # type: ignore[union-attr]
     return results
 
 

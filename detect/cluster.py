@@ -103,9 +103,14 @@ def connect(scheduler: str | int) -> Iterator[Any]:
             address = scheduler
         try:
             client = stack.enter_context(distributed.Client(address, timeout=CONNECT_TIMEOUT_S))
+        except ValueError as exc:  # an address Dask cannot parse
+            raise InputError(
+                f"--scheduler {address}: not an address Dask reads ({_line(exc)}); give tcp://HOST:PORT "
+                "(8786 by default) or local:N"
+            ) from exc
         except (OSError, TimeoutError) as exc:
             raise InputError(
-                f"--scheduler {address}: no Dask scheduler answered in {CONNECT_TIMEOUT_S} s ({exc}); start one "
+                f"--scheduler {address}: no Dask scheduler answered in {CONNECT_TIMEOUT_S} s ({_line(exc)}); start one "
                 "with `dask scheduler` and check the address and port (8786 by default), or use local:N"
             ) from exc
         yield client

@@ -24,10 +24,16 @@ from detect.pipeline import ModelRequest
 from infer import main, parse_args
 from tests.bad_input_cases import tiny_checkpoint, write_tif
 
+try:
+    import distributed
+except ImportError:  # the tests of the flag itself still run
+    distributed = None
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from compare_outputs import _files, same  # noqa: E402  (bench/ is scripts, not a package)
 
+needs_dask = pytest.mark.skipif(distributed is None, reason="dask[distributed] is not installed")
 # Wall-clock values that differ between any two runs, single-process or not: the summary's run-time estimate
 # (a warm-up timed by the lead) beside compare_outputs' created_utc and timings_s, and the same two times in the
 # flight report's "time / estimate" cell.
@@ -118,7 +124,28 @@ def test_a_worker_with_other_weights_refuses(weights: Path) -> None:
         _cached_model(ModelRequest(weights=str(weights)), "0" * 64, "cpu")
 
 
-distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed")
+@needs_dask
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("foo:bar", "error: --scheduler foo:bar: not an address Dask reads ("),
+        ("tcp://127.0.0.1:1", "error: --scheduler tcp://127.0.0.1:1: no Dask scheduler answered in 2 s ("),
+    ],
+)
+def test_a_scheduler_that_does_not_answer(
+    tmp_path: Path,
+    weights: Path,
+    address: str,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    monkeypatch.setattr("detect.cluster.CONNECT_TIMEOUT_S", 2)
+    src = write_tif(tmp_path / "a.tif")
+    assert run([str(src), "--out", str(tmp_path / "out"), "--weights", str(weights), "--scheduler", address]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +174,7 @@ def _fresh(out: Path) -> Path:
     return out
 
 
+@needs_dask
 def test_local_cluster_gives_the_single_process_outputs(
     single: Path, inputs: list[Path], weights: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -198,6 +226,7 @@ def _run_killing_a(out: Path, inputs: list[Path], weights: Path, extra: tuple[st
     return code, killed
 
 
+@needs_dask
 def test_a_worker_killed_mid_input_loses_only_its_task(
     single: Path, inputs: list[Path], weights: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -213,6 +242,7 @@ def test_a_worker_killed_mid_input_loses_only_its_task(
     shutil.rmtree(out)
 
 
+@needs_dask
 def test_an_input_killing_its_workers_fails_alone(
     single: Path, inputs: list[Path], weights: Path, capsys: pytest.CaptureFixture
 ) -> None:
