@@ -416,6 +416,8 @@ def _run_on_cluster(
                 say(line)
             bar.update(checks[path].tiles)
             if outcome.error is not None:
+                if args.debug:
+                    print(f"traceback of {path.name} {outcome.trace}", file=sys.stderr, end="")
                 fail(path, outcome.error)  # type: ignore[arg-type]  # raises without --keep-going
                 continue
             results[path] = outcome.result

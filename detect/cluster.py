@@ -25,6 +25,7 @@ import logging
 import os
 import pickle
 import socket
+import traceback
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,11 +162,13 @@ class Outcome:
         result: The input's result, or None if it failed.
         said: Lines the run printed (resumed, or started over and why), for the lead to print.
         error: The input's error, or None.
+        trace: The error's traceback on the worker (for ``--debug``), or "".
     """
 
     result: RunResult | None
     said: list[str] = field(default_factory=list)
     error: BaseException | None = None
+    trace: str = ""
 
 
 def _cached_model(
@@ -214,7 +217,7 @@ def _run_input(
             check=check, estimate=estimate,
         )  # fmt: skip
     except Exception as exc:
-        return Outcome(None, said, _portable(exc))
+        return Outcome(None, said, _portable(exc), f"on {socket.gethostname()}:\n{traceback.format_exc()}")
     result.plots = list(result.plots)
     return Outcome(result, said)
 

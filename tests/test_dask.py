@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError
-from detect.cluster import PIP_INSTALL, _cached_model, _worker_problems, parse_scheduler
-from detect.pipeline import ModelRequest
+from detect.cluster import PIP_INSTALL, _cached_model, _run_input, _worker_problems, parse_scheduler
+from detect.pipeline import ModelRequest, RunOptions, check_input, prepare
 from infer import main, parse_args
+from models.checkpoint import load_checkpoint
 from tests.bad_input_cases import tiny_checkpoint, write_tif
 
 try:
@@ -122,6 +123,20 @@ def test_worker_problems_name_what_a_worker_does_not_see(tmp_path: Path, weights
 def test_a_worker_with_other_weights_refuses(weights: Path) -> None:
     with pytest.raises(InputError, match=r"have sha256 [0-9a-f]{12}, the lead's 000000000000: give every machine"):
         _cached_model(ModelRequest(weights=str(weights)), "0" * 64, "cpu")
+
+
+def test_a_task_returns_its_error_with_the_workers_traceback(tmp_path: Path, weights: Path) -> None:
+    """An input gone between the lead's checks and its task: the error comes back as a value (not retried)."""
+    src = write_tif(tmp_path / "a.tif")
+    options = RunOptions(out_dir=tmp_path / "out", device="cpu", batch_size=1, progress=False)
+    spec = load_checkpoint(str(weights))[1]
+    plans, check = prepare([src], options, spec)[src], check_input(src, options, spec)
+    src.unlink()
+    outcome = _run_input(src, ModelRequest(weights=str(weights)), spec.sha256, options, weights, plans, check, {})
+    assert outcome.result is None
+    assert isinstance(outcome.error, FileNotFoundError)
+    assert outcome.trace.startswith("on ") and "Traceback (most recent call last)" in outcome.trace
+    assert not (tmp_path / "out" / "a.summary.json").exists()
 
 
 @needs_dask
