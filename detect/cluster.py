@@ -207,9 +207,17 @@ def _run_input(
     paths: dict[str, Path],
     check: InputCheck,
     estimate: dict[str, Any],
+    threads: int,
 ) -> Outcome:
-    """The task: :func:`detect.pipeline.run_one` on a worker, errors returned rather than raised."""
+    """The task: :func:`detect.pipeline.run_one` on a worker, errors returned rather than raised.
+
+    The network runs with ``threads`` threads (the lead's count): PyTorch's CPU kernels split their sums by
+    thread, so another count changes the probabilities' last bits (measured on the shipped model: 1 thread
+    against 2 gave a different STEM.prob.tif, the same plots), and Dask starts workers with one thread.
+    """
     said: list[str] = []
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     try:
         model, spec, judge = _cached_model(request, sha256, options.device)
         result = run_one(
@@ -243,12 +251,13 @@ def run_inputs(
     # No progress bars on the workers (the lead's bar counts finished inputs' tiles).
     task_options = dataclasses.replace(options, progress=False)
     run = uuid.uuid4().hex[:8]
+    threads = torch.get_num_threads()  # the lead's: the outputs are those of a single-process run here
     futures = {}
     for path in inputs:
         stem = plans[path]["summary"].name.removesuffix(".summary.json")
         future = client.submit(
             _run_input, path, request, spec.sha256, task_options, weights_path, plans[path], checks[path],
-            estimates[path], key=f"poppy-infer-{stem}-{run}", pure=False,
+            estimates[path], threads, key=f"poppy-infer-{stem}-{run}", pure=False,
         )  # fmt: skip
         futures[future] = path
     try:

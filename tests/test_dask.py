@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.errors import InputError
 from detect.cluster import PIP_INSTALL, _cached_model, _run_input, _worker_problems, parse_scheduler
@@ -132,7 +133,13 @@ def test_a_task_returns_its_error_with_the_workers_traceback(tmp_path: Path, wei
     spec = load_checkpoint(str(weights))[1]
     plans, check = prepare([src], options, spec)[src], check_input(src, options, spec)
     src.unlink()
-    outcome = _run_input(src, ModelRequest(weights=str(weights)), spec.sha256, options, weights, plans, check, {})
+    threads = torch.get_num_threads()
+    try:
+        outcome = _run_input(src, ModelRequest(weights=str(weights)), spec.sha256, options, weights, plans, check, {},
+                             threads + 1)  # fmt: skip
+        assert torch.get_num_threads() == threads + 1  # the lead's count, whatever the worker started with
+    finally:
+        torch.set_num_threads(threads)
     assert outcome.result is None
     assert isinstance(outcome.error, FileNotFoundError)
     assert outcome.trace.startswith("on ") and "Traceback (most recent call last)" in outcome.trace
