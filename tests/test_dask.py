@@ -289,3 +289,20 @@ def test_an_input_killing_its_workers_fails_alone(
     assert not (out / "a.summary.json").exists()
     assert (out / ".a.partial" / "a.prob.progress.json").exists()  # what the rerun continues from
     shutil.rmtree(out)
+
+
+@needs_dask
+@pytest.mark.slow
+def test_shipped_model_on_a_local_cluster_gives_the_single_process_outputs(tmp_path: Path) -> None:
+    """The shipped model, whose probabilities depend on the thread count (the tiny one's do not): every file."""
+    demo = ROOT / "samples" / "demo_ortho.tif"
+    inputs = []
+    for side in ("n", "s"):
+        (tmp_path / side).mkdir()
+        inputs.append(Path(shutil.copy(demo, tmp_path / side / demo.name)))
+    out = tmp_path / "out"
+    assert run([*map(str, inputs), "--out", str(out)]) == 0
+    reference = Path(shutil.move(out, tmp_path / "reference"))
+    assert run([*map(str, inputs), "--out", str(out), "--scheduler", "local:2"]) == 0
+    assert len(_files(out)) > 20
+    assert differences(reference, out) == []
