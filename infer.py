@@ -23,6 +23,9 @@ Examples:
     # a retrained model with test-time augmentation (four passes: slower, a little steadier)
     python infer.py site3.tif --out results/ --weights runs/exp1/best.pt --tta
 
+    # a season's flights on a Dask cluster (inputs, weights and --out on a filesystem every worker mounts)
+    python infer.py /mnt/flights/2026-04/ --out /mnt/results/2026-04 --scheduler tcp://sched:8786 --keep-going
+
     # triage a flight's raw photos (DJI JPEGs) at once, before photogrammetry: plots placed on the map
     python infer.py DCIM/100MEDIA/ --out triage/ --camera cameras.json
 
