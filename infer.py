@@ -23,6 +23,9 @@ Examples:
     # a retrained model with test-time augmentation (four passes: slower, a little steadier)
     python infer.py site3.tif --out results/ --weights runs/exp1/best.pt --tta
 
+    # a season's flights on a Dask cluster (inputs, weights and --out on a filesystem every worker mounts)
+    python infer.py /mnt/flights/2026-04/ --out /mnt/results/2026-04 --scheduler tcp://sched:8786 --keep-going
+
     # triage a flight's raw photos (DJI JPEGs) at once, before photogrammetry: plots placed on the map
     python infer.py DCIM/100MEDIA/ --out triage/ --camera cameras.json
 
@@ -169,6 +172,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run inputs the quality gates refuse (almost all nodata, extreme blur or exposure, a GSD far out of "
         "range); the summary's quality block says it was forced",
     )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the inputs on a Dask distributed cluster: a scheduler's address (tcp://host:8786), or local:N "
+        "to start N local worker processes; inputs, weights and --out must be at the same paths on every worker "
+        '(needs pip install "dask[distributed]")',
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars; only the one-line result per input")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (for bug reports)")
     return parser.parse_args(argv)
@@ -227,9 +238,16 @@ def main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """:func:`main` without the error handling."""
+    with contextlib.ExitStack() as stack:  # holds the Dask client (and local cluster) of --scheduler to the end
+        return _run_batch(args, stack)
+
+
+def _run_batch(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    """:func:`_run` with a place to keep resources open for the whole run."""
     # Heavy imports here, so `--help` and argument errors answer at once.
     from tqdm import tqdm
 
+    from core.errors import InputError
     from detect.export import parse_formats
     from detect.flight_summary import check_flight_outputs, flight_entries, write_flight_summary
     from detect.inputs import check_out_dir, output_stems
@@ -263,6 +281,13 @@ def _run(args: argparse.Namespace) -> int:
     from detect.flight import find_frames
 
     frames = find_frames(args.inputs, force=args.frames)
+    scheduler = None
+    if args.scheduler is not None:
+        from detect.cluster import parse_scheduler
+
+        scheduler = parse_scheduler(args.scheduler)
+        if frames is not None:
+            raise InputError(f"--scheduler {args.scheduler}: raw frames run in one process; drop --scheduler")
     if frames is not None:
         return _run_frames(args, options, frames, device)
     missing: list = []  # with --keep-going, INPUT arguments that name nothing are failures, not the end
@@ -288,6 +313,8 @@ def _run(args: argparse.Namespace) -> int:
     batch = len(inputs) > 1
     if batch:  # a flight summary would replace an earlier one: refused now, not after an hour's work
         check_flight_outputs(args.out, options.formats, args.overwrite or args.resume)
+    # The cluster answers, and its workers see the files, before the warm-up or any input runs.
+    client = None if scheduler is None else _open_cluster(args, scheduler, todo, stack)
     if not args.quiet:
         print(
             f"model {spec.name} ({spec.arch}, {spec.gsd_m * 100:g} cm/px, sha256 {spec.sha256[:12]}) on {device}; "
@@ -315,6 +342,11 @@ def _run(args: argparse.Namespace) -> int:
     tiles = sum(checks[p].tiles for p in runnable)
     results = {}
     with tqdm(total=tiles, unit="tile", disable=args.quiet, dynamic_ncols=True, desc="batch") as bar:
+        if client is not None:
+            estimates = {p: estimate_record(checks[p].tiles, per_tile, timed) for p in runnable}
+            results = _run_on_cluster(args, client, runnable, spec, options, weights, plans, checks, estimates,
+                                      bar=bar, say=say, fail=fail)  # fmt: skip
+            runnable = []  # done
         for i, path in enumerate(runnable, 1):
             if not args.quiet and len(runnable) > 1:
                 tqdm.write(f"[{i}/{len(runnable)}] {path}", file=sys.stderr)
@@ -341,28 +373,75 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_cluster(args: argparse.Namespace, scheduler: str | int, todo: list[Path], stack: Any) -> Any:
+    """``--scheduler``: a Dask client (kept open by ``stack``) whose workers all see the run's files."""
+    from detect.cluster import check_workers, connect
+
+    args.out.mkdir(parents=True, exist_ok=True)  # for the workers to see (removed again if the run fails)
+    client = stack.enter_context(connect(scheduler))
+    workers = check_workers(client, _model_request(args), todo, args.out)
+    if not args.quiet:
+        print(f"cluster: {workers} Dask worker(s) at {client.scheduler.address}", file=sys.stderr)
+    return client
+
+
+def _run_on_cluster(
+    args: argparse.Namespace,
+    client: Any,
+    runnable: list[Path],
+    spec: Any,
+    options: Any,
+    weights: Any,
+    plans: dict,
+    checks: dict,
+    estimates: dict,
+    *,
+    bar: Any,
+    say: Callable[[str], None],
+    fail: Callable[[Path, Exception], None],
+) -> dict:
+    """``--scheduler``: the runnable inputs as tasks on the cluster; results printed as each input finishes.
+
+    Returns the :class:`detect.pipeline.RunResult` of every input done.
+    """
+    from tqdm import tqdm
+
+    from detect.cluster import run_inputs
+
+    results = {}
+    outcomes = run_inputs(
+        client, runnable, _model_request(args), spec, options, weights_path=weights, plans=plans, checks=checks,
+        estimates=estimates,
+    )  # fmt: skip
+    with contextlib.closing(outcomes):  # a failure stops the batch: unstarted tasks are cancelled first
+        for path, outcome in outcomes:
+            for line in outcome.said:
+                say(line)
+            bar.update(checks[path].tiles)
+            if outcome.error is not None:
+                if args.debug:
+                    print(f"traceback of {path.name} {outcome.trace}", file=sys.stderr, end="")
+                fail(path, outcome.error)  # type: ignore[arg-type]  # raises without --keep-going
+                continue
+            results[path] = outcome.result
+            tqdm.write(outcome.result.line(), file=sys.stdout)  # type: ignore[union-attr]
+    return results
+
+
 def _load_model(args: argparse.Namespace, device: Any) -> tuple[Any, Any]:
     """The checkpoint's network, wrapped for the runtime asked (``--runtime``, ``--channels-last``, ``--onnx``)."""
-    from core.errors import InputError
-    from models.checkpoint import load_checkpoint
-    from models.runtime import for_inference
+    from detect.pipeline import load_inference_model
 
-    model, spec = load_checkpoint(args.weights, map_location=device)
-    if args.runtime != "torch" and device.type != "cpu":
-        raise InputError(f"--runtime {args.runtime} runs on the CPU only: use --device cpu, or --runtime torch")
-    if args.onnx is not None and args.runtime != "onnxruntime":
-        raise InputError(f"--onnx {args.onnx}: only used with --runtime onnxruntime; add it or drop --onnx")
-    if args.onnx is not None and not args.onnx.is_file():
-        raise InputError(f"--onnx {args.onnx}: no such file; write it with python -m models.export_onnx")
-    model = for_inference(
-        model,
-        runtime=args.runtime,
-        channels_last=args.channels_last,
-        tile=args.tile or spec.tile_size,
-        in_channels=len(spec.bands),
-        onnx_path=args.onnx,
+    return load_inference_model(_model_request(args), device)
+
+
+def _model_request(args: argparse.Namespace) -> Any:
+    """The :class:`detect.pipeline.ModelRequest` of the command line."""
+    from detect.pipeline import ModelRequest
+
+    return ModelRequest(
+        weights=args.weights, runtime=args.runtime, channels_last=args.channels_last, tile=args.tile, onnx=args.onnx
     )
-    return model, spec
 
 
 def _run_frames(args: argparse.Namespace, options: Any, frames: list[Path], device: Any) -> int:

@@ -60,14 +60,15 @@ from detect.quality import QualityReport, assess_quality
 from detect.raster import RasterInfo, check_has_pixels, check_readable, inspect_raster, open_raster
 from detect.rasterout import work_path
 from detect.vectorize import DetectedPlot, Sweep, VectorizeResult, VectorParams, vectorize, vectorize_sweep
-from models.checkpoint import ModelSpec
+from models.checkpoint import ModelSpec, load_checkpoint
 from models.plotnet import JudgeSpec
-from models.runtime import runtime_name
+from models.runtime import for_inference, runtime_name
 
 __all__ = [
     "RASTER_SUFFIXES",
     "Detection",
     "InputCheck",
+    "ModelRequest",
     "RunOptions",
     "RunResult",
     "check_input",
@@ -78,6 +79,7 @@ __all__ = [
     "find_inputs",
     "finished_inputs",
     "gdal_cache_bytes",
+    "load_inference_model",
     "prepare",
     "resume_parameters",
     "run_one",
@@ -140,6 +142,52 @@ class RunOptions:
     bands: tuple[int, int, int] | None = None
     resume: bool = False
     force: bool = False
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Which network to run and how (``--weights``, ``--runtime``, ``--channels-last``, ``--tile``, ``--onnx``).
+
+    Hashable and small, so that a cluster worker can be sent one and key its cached model on it.
+
+    Attributes:
+        weights: Checkpoint path; ``None`` for the shipped model.
+        runtime: ``torch`` or ``onnxruntime``.
+        channels_last: Run the torch network in channels-last memory format.
+        tile: Tile size asked (``--tile``); ``None`` takes the model's.
+        onnx: With ``onnxruntime``: a file from ``python -m models.export_onnx``; ``None`` exports in memory.
+    """
+
+    weights: str | None = None
+    runtime: str = "torch"
+    channels_last: bool = False
+    tile: int | None = None
+    onnx: Path | None = None
+
+
+def load_inference_model(request: ModelRequest, device: torch.device) -> tuple[nn.Module, ModelSpec]:
+    """The checkpoint's network, wrapped for the runtime asked (see :func:`models.runtime.for_inference`).
+
+    Raises:
+        InputError: If the runtime and device, or ``onnx`` and the runtime, do not go together, or ``onnx`` is
+            missing.
+    """
+    model, spec = load_checkpoint(request.weights, map_location=device)
+    if request.runtime != "torch" and device.type != "cpu":
+        raise InputError(f"--runtime {request.runtime} runs on the CPU only: use --device cpu, or --runtime torch")
+    if request.onnx is not None and request.runtime != "onnxruntime":
+        raise InputError(f"--onnx {request.onnx}: only used with --runtime onnxruntime; add it or drop --onnx")
+    if request.onnx is not None and not request.onnx.is_file():
+        raise InputError(f"--onnx {request.onnx}: no such file; write it with python -m models.export_onnx")
+    model = for_inference(
+        model,
+        runtime=request.runtime,
+        channels_last=request.channels_last,
+        tile=request.tile or spec.tile_size,
+        in_channels=len(spec.bands),
+        onnx_path=request.onnx,
+    )
+    return model, spec
 
 
 @dataclass
