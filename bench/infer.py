@@ -342,6 +342,8 @@ def child(args: argparse.Namespace) -> None:
     tally = {"forward_s": 0.0, "forward_tiles": 0, "warmup_forward_s": 0.0, "warmup_tiles": 0}
     wrap_runtime = models.runtime.for_inference
     models.runtime.for_inference = lambda *a, **k: _TimedForward(wrap_runtime(*a, **k), tally)
+    # detect.pipeline.load_inference_model imported the name itself: wrap that binding too (else eff. is empty).
+    pipeline.for_inference = models.runtime.for_inference
 
     argv = [str(args.scene), "--out", str(args.out), "--weights", str(args.weights), "--overwrite", "--quiet"]
     argv += _infer_argv(args)

@@ -518,8 +518,9 @@ def check_input(path: str | Path, options: RunOptions, spec: ModelSpec) -> Input
     """
     path = Path(path)
     tile, overlap = check_tiling(spec, options.tile, options.overlap, options.batch_size)
-    with open_raster(path) as ds:
+    with open_raster(path) as ds, contextlib.ExitStack() as stack:
         info = inspect_raster(ds, options.bands)
+        _bound_gdal_cache(stack, ds, info, spec, options.tile)
         grid = model_grid(info, spec.gsd_m)
         tiles, _ = footprint_tiles(ds, info, grid, tile, overlap)
         report = assess_quality(
@@ -560,8 +561,9 @@ def warm_up(path: str | Path, model: nn.Module, spec: ModelSpec, options: RunOpt
         ``(seconds_per_tile, tiles_timed)``.
     """
     tile, overlap = check_tiling(spec, options.tile, options.overlap, options.batch_size)
-    with open_raster(path) as ds:
+    with open_raster(path) as ds, contextlib.ExitStack() as stack:
         info = inspect_raster(ds, options.bands)
+        _bound_gdal_cache(stack, ds, info, spec, options.tile)
         grid = model_grid(info, spec.gsd_m)
         tiles, _ = footprint_tiles(ds, info, grid, tile, overlap)
         return measure_tile_seconds(
@@ -625,6 +627,19 @@ def gdal_cache_bytes(
     row_bytes = info.width * info.count * np.dtype(info.dtype).itemsize
     need = 2 * (tile_rows + block_rows) * row_bytes
     return int(min(max(need, _CACHE_MIN_BYTES), _CACHE_MAX_BYTES))
+
+
+def _bound_gdal_cache(stack: contextlib.ExitStack, ds: Any, info: Any, spec: ModelSpec, tile: int | None) -> int | None:
+    """Hold GDAL's block cache to :func:`gdal_cache_bytes` while ``stack`` is open, and return that size.
+
+    Every pass over an input needs it, not only the prediction: the quality gates' and the footprint's decimated
+    reads of a raster without overviews touch every block, and with GDAL's default cache (5 % of memory) they
+    alone raised the peak to 2.2 GB on a 20,000 px scene before its first tile (``bench/infer.py``, 2026-12-08).
+    """
+    cache_bytes = gdal_cache_bytes(ds, info, spec, tile)
+    if cache_bytes is not None:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))  # bytes: rasterio sets it directly
+    return cache_bytes
 
 
 def run_one(
@@ -763,9 +778,7 @@ def _run_staged(
         info = inspect_raster(ds, options.bands)
         # Again here, for callers that pass ``paths`` from a prepare() without the spec.
         check_gsd(info, spec.gsd_m, allow=options.allow_gsd_mismatch or options.force)
-        cache_bytes = gdal_cache_bytes(ds, info, spec, options.tile)
-        if cache_bytes is not None:
-            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=cache_bytes))  # bytes: rasterio sets it directly
+        cache_bytes = _bound_gdal_cache(stack, ds, info, spec, options.tile)
         det = detect_plots(
             ds,
             model,
